@@ -1,0 +1,107 @@
+"""The C{certlb} command: C{check}, C{demo} and C{pki}.
+
+certlb itself runs under twistd: C{twistd -n certlb --config FILE}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from certlb._version import __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="certlb",
+        description="certlb, a TLS load balancer with client-certificate "
+        "policies.  Run it with: twistd -n certlb --config FILE",
+    )
+    parser.add_argument("--version", action="version", version=f"certlb {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="check configuration files and print every problem",
+        description="Read the files in order, as one configuration, and print "
+        "every problem with its file and line.  Exit 0 when certlb can run "
+        "it, 1 otherwise.",
+    )
+    check.add_argument("files", nargs="+", metavar="FILE")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a demonstration: a throw-away PKI, sample servers and certlb",
+        description="Generate a throw-away PKI, start three sample servers and "
+        "certlb on 127.0.0.1 (ports 8443, 8444, 18001-18003), and print curl "
+        "commands to try, with what each should show.  Runs until Ctrl-C.",
+    )
+    demo.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="where to write the PKI and configuration (default: a new "
+        "temporary directory, removed on exit)",
+    )
+
+    pki = commands.add_parser(
+        "pki",
+        help="write a throw-away test PKI into a directory",
+        description="Write CAs, a server certificate for localhost and "
+        "127.0.0.1, a CRL and client certificates of every kind (valid, "
+        "expired, not yet valid, revoked, self-signed, from an unknown CA) "
+        "into DIR, with the file names the example configurations use.",
+    )
+    pki.add_argument("directory", metavar="DIR")
+
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return _check(args.files)
+    if args.command == "pki":
+        return _pki(args.directory)
+    return _demo(args.dir)
+
+
+def _check(files: list[str]) -> int:
+    from certlb.config import check_config
+    from certlb.report import print_problems
+
+    _, problems = check_config(files)
+    return print_problems(problems, files, sys.stdout)
+
+
+def _pki(directory: str) -> int:
+    from certlb.pki import generate
+
+    paths = generate().write(directory)
+    print(f"wrote {len(paths)} files into {directory}: {', '.join(sorted(paths))}")
+    return 0
+
+
+def _demo(directory: str | None) -> int:
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from certlb import demo
+    from certlb.config import ConfigError
+    from certlb.service import ListenError
+
+    temporary = directory is None
+    path = demo.default_directory() if directory is None else os.path.abspath(directory)
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)])
+    try:
+        demo.run(reactor, path)
+    except (ListenError, ConfigError) as e:
+        print(f"certlb demo: {e}", file=sys.stderr)
+        if temporary:
+            demo.remove(path)
+        return 1
+    reactor.run()
+    if temporary:
+        demo.remove(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

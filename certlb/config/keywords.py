@@ -1,0 +1,533 @@
+"""The keywords of each section, and what each one does to its section.
+
+A handler reads the words of one line into the L{Draft} of its section; it
+raises L{SyntaxProblem} for a line it cannot read, or adds a L{Problem} to
+C{ctx.problems} and carries on when the rest of the line is still usable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os.path
+import re
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from certlb.config.addresses import parse_address, parse_duration
+from certlb.config.conditions import (
+    ACL_NAME,
+    SyntaxProblem,
+    parse_acl_body,
+    parse_condition,
+)
+from certlb.config.errors import WARNING, Location, Problem, suggest
+from certlb.config.lexer import Word
+from certlb.config.model import (
+    BALANCE_ALGORITHMS,
+    NOWHERE,
+    VERIFY_MODES,
+    AclDef,
+    Backend,
+    Bind,
+    Condition,
+    ForwardFor,
+    Frontend,
+    Server,
+    Timeouts,
+    UseBackend,
+)
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+PROXY_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+SECTION_NAMES = {
+    "g": "global", "d": "defaults", "f": "frontend", "l": "listen", "b": "backend",
+}  # fmt: skip
+
+
+@attrs.define
+class Draft:
+    """The settings of a section while it is being read."""
+
+    mode_set: bool = False
+    timeouts: dict[str, int] = attrs.Factory(dict)
+    maxconn: int | None = None
+    http_server_close: bool = False
+    forwardfor: ForwardFor | None = None
+    balance: str = "roundrobin"
+    default_backend: str | None = None
+    default_backend_location: Location = NOWHERE
+    binds: list[Bind] = attrs.Factory(list)
+    servers: list[Server] = attrs.Factory(list)
+    acls: list[AclDef] = attrs.Factory(list)
+    use_backends: list[UseBackend] = attrs.Factory(list)
+
+    def inherit(self) -> Draft:
+        """A new proxy's draft, with the settings a defaults section gives."""
+        return Draft(
+            mode_set=self.mode_set,
+            timeouts=dict(self.timeouts),
+            maxconn=self.maxconn,
+            http_server_close=self.http_server_close,
+            forwardfor=self.forwardfor,
+            balance=self.balance,
+            default_backend=self.default_backend,
+            default_backend_location=self.default_backend_location,
+        )
+
+    def frontend(self, name: str, location: Location, kind: str) -> Frontend:
+        default = self.default_backend
+        default_location = self.default_backend_location
+        if kind == "listen" and default is None:
+            # A listen section serves what no rule sends elsewhere itself.
+            default, default_location = name, location
+        return Frontend(
+            name=name,
+            binds=tuple(self.binds),
+            acls=tuple(self.acls),
+            use_backends=tuple(self.use_backends),
+            default_backend=default,
+            default_backend_location=default_location,
+            timeouts=Timeouts(**self.timeouts),
+            maxconn=self.maxconn,
+            http_server_close=self.http_server_close,
+            forwardfor=self.forwardfor,
+            location=location,
+        )
+
+    def backend(self, name: str, location: Location) -> Backend:
+        return Backend(
+            name=name,
+            servers=tuple(self.servers),
+            acls=tuple(self.acls),
+            balance=self.balance,
+            timeouts=Timeouts(**self.timeouts),
+            http_server_close=self.http_server_close,
+            forwardfor=self.forwardfor,
+            location=location,
+        )
+
+
+@attrs.frozen
+class Context:
+    """What a keyword handler gets: the draft, the line, and where to report."""
+
+    draft: Draft
+    words: Sequence[Word]
+    base_dir: str
+    negate: bool
+    problems: list[Problem]
+    section: str
+
+    @property
+    def keyword(self) -> Word:
+        return self.words[0]
+
+    def problem(
+        self, location: Location, message: str, severity: str = "error"
+    ) -> None:
+        self.problems.append(Problem(location, message, severity))
+
+    def path(self, word: Word) -> str:
+        """A file name resolved against the configuration file's directory."""
+        return os.path.normpath(os.path.join(self.base_dir, word.text))
+
+    def arg(self, index: int, what: str) -> Word:
+        """The word at C{index}, or a problem saying that C{what} is missing."""
+        if index >= len(self.words):
+            raise SyntaxProblem(
+                self.words[-1].location,
+                f"'{' '.join(w.text for w in self.words[:index])}' needs {what}",
+            )
+        return self.words[index]
+
+    def no_more(self, index: int) -> None:
+        if index < len(self.words):
+            raise SyntaxProblem(
+                self.words[index].location,
+                f"unexpected {self.words[index].text!r} at the end of "
+                f"'{self.words[0].text}'",
+            )
+
+
+@attrs.frozen
+class Keyword:
+    """A keyword: the sections it is allowed in, and its handler."""
+
+    sections: str
+    handler: Callable[[Context], None]
+
+
+def _integer(word: Word, what: str, low: int, high: int) -> int:
+    if not word.text.isdigit() or not low <= int(word.text) <= high:
+        raise SyntaxProblem(
+            word.location,
+            f"{what} must be a whole number from {low} to {high}, not {word.text!r}",
+        )
+    return int(word.text)
+
+
+def _condition(ctx: Context, index: int) -> Condition | None:
+    """Parse an optional trailing C{if|unless COND} starting at C{index}."""
+    if index >= len(ctx.words):
+        return None
+    word = ctx.words[index]
+    if word.text not in ("if", "unless") or word.literal:
+        raise SyntaxProblem(
+            word.location,
+            f"unexpected {word.text!r}: '{ctx.keyword.text}' takes a condition "
+            "after 'if' or 'unless'",
+        )
+    return parse_condition(ctx.words[index:])
+
+
+def _mode(ctx: Context) -> None:
+    mode = ctx.arg(1, "a mode, as in 'mode http'")
+    if mode.text == "tcp":
+        raise SyntaxProblem(
+            mode.location,
+            "certlb proxies HTTP only: 'mode tcp' is not supported; use 'mode http'",
+        )
+    if mode.text != "http":
+        raise SyntaxProblem(
+            mode.location, f"unknown mode {mode.text!r}; use 'mode http'"
+        )
+    ctx.no_more(2)
+
+
+BIND_OPTIONS_LATER = _words(
+    """
+    crt-ignore-err ca-ignore-err crl-file alpn npn ciphers ciphersuites
+    curves ecdhe ssl-min-ver ssl-max-ver no-sslv3 no-tlsv10 no-tlsv11
+    no-tlsv12 no-tlsv13 force-tlsv12 force-tlsv13 strict-sni no-ca-names
+    ca-verify-file ca-sign-file crt-list generate-certificates allow-0rtt
+    no-tls-tickets prefer-client-ciphers name id accept-proxy
+    accept-netscaler-cip transparent v4v6 v6only interface defer-accept tfo
+    process thread maxconn backlog mss nice namespace level mode user group
+    uid gid severity-output expose-fd proto quic-cc-algo
+    """
+)
+
+
+def _bind(ctx: Context) -> None:
+    address = ctx.arg(1, "an address, as in 'bind 127.0.0.1:8443 ssl crt server.pem'")
+    options: dict[str, str | bool] = {}
+    i = 2
+    while i < len(ctx.words):
+        word = ctx.words[i]
+        name = word.text
+        if name == "ssl":
+            options["ssl"] = True
+        elif name in ("crt", "ca-file"):
+            options[name] = ctx.path(ctx.arg(i + 1, "a file name"))
+            i += 1
+        elif name == "verify":
+            mode = ctx.arg(i + 1, "one of none, optional, required")
+            if mode.text not in VERIFY_MODES:
+                raise SyntaxProblem(
+                    mode.location,
+                    f"unknown verify mode {mode.text!r}; use none, optional or "
+                    "required",
+                )
+            options["verify"] = mode.text
+            i += 1
+        elif name in BIND_OPTIONS_LATER:
+            raise SyntaxProblem(
+                word.location,
+                f"bind option '{name}' is an HAProxy option that certlb does not "
+                "implement yet",
+            )
+        else:
+            known = ["ssl", "crt", "ca-file", "verify", *sorted(BIND_OPTIONS_LATER)]
+            raise SyntaxProblem(
+                word.location, f"unknown bind option '{name}'" + suggest(name, known)
+            )
+        i += 1
+    for text in address.text.split(","):
+        try:
+            host, port = parse_address(text, "bind address")
+        except ValueError as e:
+            raise SyntaxProblem(address.location, str(e)) from None
+        if port is None:
+            raise SyntaxProblem(
+                address.location,
+                f"bind address {text!r} has no port; write it as "
+                f"{text or '*'}:PORT, as in *:443",
+            )
+        ctx.draft.binds.append(
+            Bind(
+                host=host,
+                port=port,
+                ssl=bool(options.get("ssl", False)),
+                crt=_str_or_none(options.get("crt")),
+                ca_file=_str_or_none(options.get("ca-file")),
+                verify=str(options.get("verify", "none")),
+                location=address.location,
+            )
+        )
+
+
+def _str_or_none(value: str | bool | None) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+SERVER_OPTIONS_LATER = _words(
+    """
+    inter fastinter downinter rise fall port addr backup maxconn minconn
+    maxqueue observe error-limit on-error on-marked-down on-marked-up
+    slowstart ssl verify ca-file crl-file crt sni ssl-min-ver ssl-max-ver
+    check-ssl check-sni no-check-ssl agent-check agent-port agent-inter
+    cookie track send-proxy send-proxy-v2 resolvers init-addr id redir
+    source pool-max-conn pool-purge-delay alpn proto
+    """
+)
+
+
+def _server(ctx: Context) -> None:
+    name = ctx.arg(1, "a name and an address, as in 'server s1 10.0.0.1:80'")
+    address = ctx.arg(2, "an address, as in 'server s1 10.0.0.1:80'")
+    try:
+        host, port = parse_address(address.text, "server address")
+    except ValueError as e:
+        raise SyntaxProblem(address.location, str(e)) from None
+    if port is None:
+        raise SyntaxProblem(
+            address.location,
+            f"server address {address.text!r} has no port; write "
+            f"{address.text}:PORT, as in {address.text}:80",
+        )
+    check = disabled = False
+    weight = 1
+    i = 3
+    while i < len(ctx.words):
+        word = ctx.words[i]
+        if word.text == "check":
+            check = True
+        elif word.text == "disabled":
+            disabled = True
+        elif word.text == "enabled":
+            disabled = False
+        elif word.text == "weight":
+            weight = _integer(
+                ctx.arg(i + 1, "a weight from 0 to 256"), "weight", 0, 256
+            )
+            i += 1
+        elif word.text in SERVER_OPTIONS_LATER:
+            raise SyntaxProblem(
+                word.location,
+                f"server option '{word.text}' is an HAProxy option that certlb "
+                "does not implement yet",
+            )
+        else:
+            known = ["check", "weight", "disabled", "enabled", *SERVER_OPTIONS_LATER]
+            raise SyntaxProblem(
+                word.location,
+                f"unknown server option '{word.text}'" + suggest(word.text, known),
+            )
+        i += 1
+    ctx.draft.servers.append(
+        Server(name.text, host, port, check, weight, disabled, name.location)
+    )
+
+
+def _default_backend(ctx: Context) -> None:
+    name = ctx.arg(1, "a backend name")
+    ctx.no_more(2)
+    ctx.draft.default_backend = name.text
+    ctx.draft.default_backend_location = name.location
+
+
+def _use_backend(ctx: Context) -> None:
+    name = ctx.arg(1, "a backend name, as in 'use_backend app if { ssl_fc_has_crt }'")
+    condition = _condition(ctx, 2)
+    ctx.draft.use_backends.append(UseBackend(name.text, condition, name.location))
+
+
+def _balance(ctx: Context) -> None:
+    algorithm = ctx.arg(1, "an algorithm, as in 'balance roundrobin'")
+    if algorithm.text not in BALANCE_ALGORITHMS:
+        raise SyntaxProblem(
+            algorithm.location,
+            f"balance algorithm '{algorithm.text}' is not implemented; certlb "
+            f"balances with: {', '.join(BALANCE_ALGORITHMS)}",
+        )
+    ctx.no_more(2)
+    ctx.draft.balance = algorithm.text
+
+
+def _maxconn(ctx: Context) -> None:
+    value = ctx.arg(1, "a number of connections")
+    ctx.no_more(2)
+    ctx.draft.maxconn = _integer(value, "maxconn", 1, 10_000_000)
+
+
+TIMEOUTS = {
+    "connect": "dlb",
+    "client": "dfl",
+    "server": "dlb",
+    "http-request": "dflb",
+    "http-keep-alive": "dflb",
+}
+TIMEOUTS_LATER = _words("queue check tunnel client-fin server-fin tarpit")
+
+
+def _timeout(ctx: Context) -> None:
+    which = ctx.arg(1, f"what to time, one of {', '.join(TIMEOUTS)}")
+    value = ctx.arg(2, "a duration, as in 5s")
+    ctx.no_more(3)
+    if which.text in TIMEOUTS_LATER:
+        raise SyntaxProblem(
+            which.location,
+            f"'timeout {which.text}' is an HAProxy timeout that certlb does not "
+            "implement yet",
+        )
+    if which.text not in TIMEOUTS:
+        raise SyntaxProblem(
+            which.location,
+            f"unknown timeout '{which.text}'" + suggest(which.text, list(TIMEOUTS)),
+        )
+    try:
+        ms = parse_duration(value.text)
+    except ValueError as e:
+        raise SyntaxProblem(value.location, str(e)) from None
+    if ctx.section[0] not in TIMEOUTS[which.text]:
+        ctx.problem(
+            which.location,
+            f"'timeout {which.text}' has no effect in a {ctx.section} section; "
+            f"it belongs in {_section_list(TIMEOUTS[which.text])} sections",
+            WARNING,
+        )
+    ctx.draft.timeouts[which.text.replace("-", "_")] = ms
+
+
+def _option(ctx: Context) -> None:
+    name = ctx.arg(1, "an option name, as in 'option forwardfor'")
+    handler = OPTIONS.get(name.text)
+    if handler is None:
+        raise SyntaxProblem(
+            name.location,
+            f"unknown or unsupported option '{name.text}'"
+            + suggest(name.text, list(OPTIONS)),
+        )
+    handler(ctx)
+
+
+def _option_http_server_close(ctx: Context) -> None:
+    ctx.no_more(2)
+    ctx.draft.http_server_close = not ctx.negate
+
+
+def _option_http_keep_alive(ctx: Context) -> None:
+    ctx.no_more(2)
+    ctx.draft.http_server_close = ctx.negate
+
+
+def _option_forwardfor(ctx: Context) -> None:
+    if ctx.negate:
+        ctx.no_more(2)
+        ctx.draft.forwardfor = None
+        return
+    header, network, if_none = "X-Forwarded-For", None, False
+    i = 2
+    while i < len(ctx.words):
+        word = ctx.words[i]
+        if word.text == "header":
+            header = ctx.arg(i + 1, "a header name").text
+            i += 1
+        elif word.text == "except":
+            network = ctx.arg(i + 1, "a network, as in 10.0.0.0/8").text
+            _check_network(ctx.words[i + 1])
+            i += 1
+        elif word.text == "if-none":
+            if_none = True
+        else:
+            raise SyntaxProblem(
+                word.location,
+                f"unknown 'option forwardfor' argument {word.text!r}; it takes "
+                "'except NETWORK', 'header NAME' and 'if-none'",
+            )
+        i += 1
+    ctx.draft.forwardfor = ForwardFor(header, network, if_none)
+
+
+def _check_network(word: Word) -> None:
+    try:
+        ipaddress.ip_network(word.text, strict=False)
+    except ValueError:
+        raise SyntaxProblem(
+            word.location, f"{word.text!r} is not a network; write it as 10.0.0.0/8"
+        ) from None
+
+
+OPTIONS: dict[str, Callable[[Context], None]] = {
+    "http-server-close": _option_http_server_close,
+    "http-keep-alive": _option_http_keep_alive,
+    "forwardfor": _option_forwardfor,
+}
+
+
+def _acl(ctx: Context) -> None:
+    name = ctx.arg(1, "a name and a fetch, as in 'acl has_cert ssl_fc_has_crt'")
+    if not ACL_NAME.match(name.text):
+        raise SyntaxProblem(
+            name.location,
+            f"{name.text!r} is not a valid ACL name: use letters, digits, '-', "
+            "'_', '.' and ':'",
+        )
+    ctx.draft.acls.append(parse_acl_body(name.text, ctx.words[2:], name.location))
+
+
+def _section_list(sections: str) -> str:
+    return " or ".join(SECTION_NAMES[s] for s in sections)
+
+
+KEYWORDS: dict[str, Keyword] = {
+    "mode": Keyword("dflb", _mode),
+    "bind": Keyword("fl", _bind),
+    "server": Keyword("lb", _server),
+    "default_backend": Keyword("dfl", _default_backend),
+    "use_backend": Keyword("fl", _use_backend),
+    "balance": Keyword("dlb", _balance),
+    "maxconn": Keyword("gdfl", _maxconn),
+    "timeout": Keyword("dflb", _timeout),
+    "option": Keyword("dflb", _option),
+    "acl": Keyword("flb", _acl),
+}
+
+_LATER = "'{name}' is an HAProxy keyword that certlb does not implement yet"
+UNSUPPORTED: dict[str, str] = {
+    name: _LATER
+    for name in _words(
+        """
+        reqadd reqrep reqdel rspadd redirect http-request http-response
+        http-after-response tcp-request tcp-response stick-table stick
+        stick-store persist cookie retries retry-on errorfile errorloc
+        http-check monitor-uri stats capture unique-id-format
+        unique-id-header log-format hash-type fullconn dispatch
+        http-reuse compression filter use-server force-persist
+        ignore-persist block rate-limit default-server server-template
+        email-alert nbthread nbproc cpu-map ssl-default-bind-options
+        ssl-default-bind-ciphers ssl-default-bind-ciphersuites
+        ssl-default-server-options tune.ssl.default-dh-param crt-base
+        ca-base hard-stop-after grace description
+        """
+    )
+}
+UNSUPPORTED.update(
+    {
+        "daemon": "'{name}': twistd runs certlb in the background unless it is "
+        "given -n (--nodaemon); remove '{name}'",
+        "user": "'{name}': give twistd --uid instead; remove '{name}'",
+        "group": "'{name}': give twistd --gid instead; remove '{name}'",
+        "uid": "'{name}': give twistd --uid instead; remove '{name}'",
+        "gid": "'{name}': give twistd --gid instead; remove '{name}'",
+        "pidfile": "'{name}': give twistd --pidfile instead; remove '{name}'",
+        "chroot": "'{name}': give twistd --chroot instead; remove '{name}'",
+        "log": "'{name}': certlb logs through twistd; give twistd --logfile or "
+        "--syslog instead; remove '{name}'",
+    }
+)

@@ -1,0 +1,228 @@
+"""The configuration model: frozen values, built by the parser or by hand.
+
+Nothing here knows about sockets or the reactor.  Every object carries the
+L{Location} it was read from, so that later checks can name the file and line.
+Times are in milliseconds.
+"""
+
+from __future__ import annotations
+
+import attrs
+from attrs import validators as v
+
+from certlb.config.errors import Location, Problem
+
+VERIFY_MODES = ("none", "optional", "required")
+BALANCE_ALGORITHMS = ("roundrobin",)
+NOWHERE = Location("<python>", 0)
+
+
+def _port(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ValueError(f"{attribute.name} must be within 0-65535, not {value}")
+
+
+def _positive_or_none(
+    instance: object, attribute: attrs.Attribute, value: int | None
+) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"{attribute.name} must be positive, not {value}")
+
+
+@attrs.frozen
+class SampleExpression:
+    """A fetch followed by converters, as in C{hdr(host),lower}.
+
+    @ivar fetch: the fetch name, e.g. C{ssl_fc_has_crt}.
+    @ivar args: the fetch's arguments, as written.
+    @ivar converters: C{(name, args)} pairs applied in order.
+    """
+
+    fetch: str
+    args: tuple[str, ...] = ()
+    converters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    location: Location = NOWHERE
+
+    def __str__(self) -> str:
+        def call(name: str, args: tuple[str, ...]) -> str:
+            return f"{name}({','.join(args)})" if args else name
+
+        return ",".join(
+            [call(self.fetch, self.args)] + [call(n, a) for n, a in self.converters]
+        )
+
+
+@attrs.frozen
+class AclDef:
+    """An ACL: a sample expression tested against patterns.
+
+    @ivar name: the ACL's name, or C{None} for an anonymous ACL written in
+        braces inside a condition.
+    @ivar flags: the flags as written (C{-i}, C{-m beg}, ...), in order.
+    @ivar patterns: the values to match, as written (an integer operator such
+        as C{gt} is the first pattern).
+    """
+
+    name: str | None
+    expression: SampleExpression
+    flags: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class AclTerm:
+    """One term of a condition: a named or an anonymous ACL, maybe negated."""
+
+    negated: bool
+    name: str | None = None
+    anonymous: AclDef | None = None
+    location: Location = NOWHERE
+
+    def __attrs_post_init__(self) -> None:
+        if (self.name is None) == (self.anonymous is None):
+            raise ValueError("an ACL term has either a name or an anonymous ACL")
+
+
+@attrs.frozen
+class Condition:
+    """C{if}/C{unless} followed by OR'ed groups of AND'ed terms.
+
+    @ivar unless: true for C{unless}: the rule applies when the terms do not
+        match.
+    @ivar groups: the alternatives; within one, every term must match.
+    """
+
+    unless: bool
+    groups: tuple[tuple[AclTerm, ...], ...]
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class Bind:
+    """A listening address of a frontend, with its TLS settings.
+
+    File paths are absolute once parsed (relative ones are resolved against
+    the configuration file's directory).
+    """
+
+    host: str
+    port: int = attrs.field(validator=_port)
+    ssl: bool = False
+    crt: str | None = None
+    ca_file: str | None = None
+    verify: str = attrs.field(default="none", validator=v.in_(VERIFY_MODES))
+    location: Location = NOWHERE
+
+    @property
+    def address(self) -> str:
+        """The address as a user would write it, IPv6 in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@attrs.frozen
+class Server:
+    """A server of a backend."""
+
+    name: str
+    host: str
+    port: int = attrs.field(validator=_port)
+    check: bool = False
+    weight: int = attrs.field(default=1, validator=[v.ge(0), v.le(256)])
+    disabled: bool = False
+    location: Location = NOWHERE
+
+    @property
+    def address(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@attrs.frozen
+class Timeouts:
+    """The timeouts of a proxy, in milliseconds; C{None} means certlb's default."""
+
+    connect: int | None = attrs.field(default=None, validator=_positive_or_none)
+    client: int | None = attrs.field(default=None, validator=_positive_or_none)
+    server: int | None = attrs.field(default=None, validator=_positive_or_none)
+    http_request: int | None = attrs.field(default=None, validator=_positive_or_none)
+    http_keep_alive: int | None = attrs.field(default=None, validator=_positive_or_none)
+
+
+@attrs.frozen
+class ForwardFor:
+    """C{option forwardfor}: tell servers the client's address in a header."""
+
+    header: str = "X-Forwarded-For"
+    except_network: str | None = None
+    if_none: bool = False
+
+
+@attrs.frozen
+class UseBackend:
+    """C{use_backend NAME [if|unless COND]}."""
+
+    backend: str
+    condition: Condition | None = None
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class Frontend:
+    """A proxy that accepts connections (a C{frontend}, or a C{listen})."""
+
+    name: str
+    binds: tuple[Bind, ...] = ()
+    acls: tuple[AclDef, ...] = ()
+    use_backends: tuple[UseBackend, ...] = ()
+    default_backend: str | None = None
+    default_backend_location: Location = NOWHERE
+    mode: str = attrs.field(default="http", validator=v.in_(("http",)))
+    timeouts: Timeouts = Timeouts()
+    maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
+    http_server_close: bool = False
+    forwardfor: ForwardFor | None = None
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class Backend:
+    """A farm of servers (a C{backend}, or a C{listen})."""
+
+    name: str
+    servers: tuple[Server, ...] = ()
+    acls: tuple[AclDef, ...] = ()
+    balance: str = attrs.field(
+        default="roundrobin", validator=v.in_(BALANCE_ALGORITHMS)
+    )
+    mode: str = attrs.field(default="http", validator=v.in_(("http",)))
+    timeouts: Timeouts = Timeouts()
+    http_server_close: bool = False
+    forwardfor: ForwardFor | None = None
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class Global:
+    """The C{global} section."""
+
+    maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
+
+
+@attrs.frozen
+class Config:
+    """A whole configuration: what C{load_config} returns."""
+
+    frontends: tuple[Frontend, ...] = ()
+    backends: tuple[Backend, ...] = ()
+    global_: Global = Global()
+    files: tuple[str, ...] = ()
+    warnings: tuple[Problem, ...] = attrs.field(default=(), eq=False)
+
+    def backend(self, name: str) -> Backend | None:
+        """The backend called C{name}, if there is one."""
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        return None

@@ -1,0 +1,233 @@
+"""Turn configuration text into a L{Config}: sections, keywords, defaults.
+
+Each section keyword (C{global}, C{defaults}, C{frontend}, C{backend},
+C{listen}) opens a section; the lines that follow are its keywords.  A
+C{defaults} section gives its settings to every proxy declared after it, up to
+the next C{defaults}.  Problems are collected, never raised one at a time, so
+that a user sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import os.path
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from certlb.config import keywords
+from certlb.config.conditions import SyntaxProblem
+from certlb.config.errors import WARNING, Location, Problem, suggest
+from certlb.config.lexer import Line, Word, tokenize
+from certlb.config.model import Backend, Config, Frontend, Global
+
+SECTIONS = ("global", "defaults", "frontend", "backend", "listen")
+UNSUPPORTED_SECTIONS = (
+    "peers", "resolvers", "userlist", "program", "cache", "ring", "mailers",
+    "http-errors", "crt-store", "traces", "log-forward",
+)  # fmt: skip
+
+
+@attrs.define
+class Section:
+    """A section being read; becomes frontends and backends when complete."""
+
+    kind: str
+    name: str
+    location: Location
+    base_dir: str
+    draft: keywords.Draft
+    explicit_mode: bool = False
+
+
+def parse(
+    sources: Sequence[tuple[str, str]], environ: Mapping[str, str]
+) -> tuple[Config, list[Problem]]:
+    """Parse C{(filename, text)} pairs, in order, as one configuration.
+
+    @return: the configuration read, and every problem met on the way.  When
+        any problem is an error, the configuration is incomplete.
+    """
+    problems: list[Problem] = []
+    reader = _Reader(problems)
+    for filename, text in sources:
+        reader.start_file(filename)
+        for line in tokenize(text, filename, environ, problems):
+            reader.line(line)
+        reader.close_section()
+    return reader.config(tuple(name for name, _ in sources)), problems
+
+
+class _Reader:
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.section: Section | None = None
+        self.defaults = keywords.Draft()
+        self.global_maxconn: int | None = None
+        self.named_defaults: dict[str, keywords.Draft] = {}
+        self.frontends: list[Frontend] = []
+        self.backends: list[Backend] = []
+        self.base_dir = "."
+        self.filename = ""
+
+    def start_file(self, filename: str) -> None:
+        self.filename = filename
+        self.base_dir = os.path.dirname(os.path.abspath(filename))
+
+    def error(self, location: Location, message: str, severity: str = "error") -> None:
+        self.problems.append(Problem(location, message, severity))
+
+    def line(self, line: Line) -> None:
+        first = line.words[0]
+        if first.text in SECTIONS and not first.literal:
+            self.close_section()
+            self.open_section(line.words)
+        elif first.text in UNSUPPORTED_SECTIONS:
+            self.close_section()
+            self.error(
+                first.location,
+                f"section '{first.text}' is not supported by certlb; remove it "
+                "and the lines under it",
+            )
+            self.section = Section(
+                "unsupported", first.text, first.location, self.base_dir,
+                keywords.Draft(),
+            )  # fmt: skip
+        elif self.section is None:
+            self.error(
+                first.location,
+                f"'{first.text}' comes before any section; start with one of "
+                f"{', '.join(SECTIONS)}",
+            )
+        elif self.section.kind != "unsupported":
+            self.keyword(line.words)
+
+    def open_section(self, words: Sequence[Word]) -> None:
+        kind = words[0].text
+        name = words[1].text if len(words) > 1 else ""
+        location = words[0].location
+        draft = keywords.Draft()
+        if kind in ("frontend", "backend", "listen"):
+            if not name:
+                self.error(location, f"'{kind}' needs a name, as in '{kind} web'")
+            elif not keywords.PROXY_NAME.match(name):
+                self.error(
+                    words[1].location,
+                    f"{name!r} is not a valid {kind} name: use letters, digits, "
+                    "'-', '_', '.' and ':'",
+                )
+            rest = list(words[2:])
+            parent = self.defaults
+            if len(rest) == 2 and rest[0].text == "from":
+                found = self.named_defaults.get(rest[1].text)
+                if found is None:
+                    self.error(
+                        rest[1].location,
+                        f"no defaults section is named {rest[1].text!r}"
+                        + self._known("named defaults", self.named_defaults),
+                    )
+                else:
+                    parent = found
+            elif rest:
+                self.error(
+                    rest[0].location,
+                    f"unexpected {rest[0].text!r} after '{kind} {name}'; only "
+                    "'from DEFAULTS-NAME' may follow the name",
+                )
+            draft = parent.inherit()
+        elif kind == "defaults" and len(words) > 2:
+            self.error(words[2].location, "'defaults' takes at most a name")
+        elif kind == "global" and len(words) > 1:
+            self.error(words[1].location, "'global' takes no name")
+        self.section = Section(kind, name, location, self.base_dir, draft)
+
+    def close_section(self) -> None:
+        section, self.section = self.section, None
+        if section is None or section.kind == "unsupported":
+            return
+        draft = section.draft
+        if section.kind == "global":
+            if draft.maxconn is not None:
+                self.global_maxconn = draft.maxconn
+            return
+        if section.kind == "defaults":
+            self.defaults = draft
+            if section.name:
+                self.named_defaults[section.name] = draft
+            return
+        if not draft.mode_set:
+            self.error(
+                section.location,
+                f"{section.kind} '{section.name}' has no 'mode': HAProxy would "
+                "run it in tcp mode, certlb runs it in http mode; add "
+                "'mode http' (here or in defaults) to say so",
+                WARNING,
+            )
+        if not section.name:
+            return
+        try:
+            if section.kind in ("frontend", "listen"):
+                self.frontends.append(
+                    draft.frontend(section.name, section.location, section.kind)
+                )
+            if section.kind in ("backend", "listen"):
+                self.backends.append(draft.backend(section.name, section.location))
+        except (ValueError, TypeError) as e:  # pragma: no cover - drafts validate
+            self.error(section.location, str(e))
+
+    def keyword(self, words: Sequence[Word]) -> None:
+        assert self.section is not None
+        kind = self.section.kind
+        first = words[0]
+        name = first.text
+        if name == "no" and len(words) > 1 and words[1].text == "option":
+            name, words = "option", words[1:]
+            negate = True
+        else:
+            negate = False
+        entry = keywords.KEYWORDS.get(name)
+        if entry is None or kind[0] not in entry.sections:
+            self.unknown(first, kind, entry)
+            return
+        try:
+            entry.handler(
+                keywords.Context(self.section.draft, words, self.base_dir, negate,
+                                 self.problems, kind),
+            )  # fmt: skip
+        except SyntaxProblem as e:
+            self.error(e.location, e.message)
+        if name == "mode":
+            self.section.draft.mode_set = True
+
+    def unknown(self, word: Word, kind: str, entry: keywords.Keyword | None) -> None:
+        name = word.text
+        if entry is not None:
+            where = [keywords.SECTION_NAMES[s] for s in entry.sections]
+            self.error(
+                word.location,
+                f"'{name}' is not allowed in a {kind} section; it belongs in "
+                f"{' or '.join(where)} sections",
+            )
+            return
+        hint = keywords.UNSUPPORTED.get(name)
+        if hint is not None:
+            self.error(word.location, hint.format(name=name))
+            return
+        allowed = [k for k, e in keywords.KEYWORDS.items() if kind[0] in e.sections]
+        self.error(
+            word.location,
+            f"unknown keyword '{name}' in {kind} section" + suggest(name, allowed),
+        )
+
+    @staticmethod
+    def _known(what: str, names: Mapping[str, object]) -> str:
+        return (
+            f"; {what} are: {', '.join(names)}" if names else f"; there are no {what}"
+        )
+
+    def config(self, files: tuple[str, ...]) -> Config:
+        return Config(
+            frontends=tuple(self.frontends),
+            backends=tuple(self.backends),
+            global_=Global(maxconn=self.global_maxconn),
+            files=files,
+        )

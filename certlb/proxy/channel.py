@@ -1,0 +1,547 @@
+"""The client side: an HTTP/1.1 server protocol feeding the forwarding engine.
+
+One L{HTTPChannel} per client connection.  Requests are parsed strictly (by
+llhttp, through C{httptools}) and answered in order: a pipelined request waits,
+with reading paused, until the response before it is complete.  Request bodies
+flow to the server through a L{BodyPipe} as they arrive; response bodies flow
+back as the server sends them, each direction pausing the other side when it
+cannot keep up.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+from OpenSSL.SSL import Error as SSLError
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from certlb.proxy.http import (
+    CHUNKED,
+    LAST_CHUNK,
+    NO_BODY,
+    UNTIL_CLOSE,
+    Headers,
+    RequestHead,
+    body_framing,
+    error_response,
+    serialize_head,
+)
+from certlb.rules.context import ConnectionInfo
+from certlb.tls.state import client_cert_state, verify_record
+
+if TYPE_CHECKING:
+    from certlb.proxy.engine import Engine, Exchange
+    from certlb.proxy.limits import ConnectionLimits
+    from certlb.proxy.runtime import FrontendRuntime
+
+log = Logger()
+
+
+class BodyPipe:
+    """A request body on its way from the client to a server.
+
+    The channel feeds it; the forwarding side attaches a sink (an object with
+    C{body_data(bytes)} and C{body_end()}) when it is ready to send.  Until
+    then, what arrives is kept and the client is not read from, so at most one
+    read's worth of data waits here.
+    """
+
+    __slots__ = ("_buffer", "_channel", "_sink", "complete", "received")
+
+    def __init__(self, channel: HTTPChannel) -> None:
+        self._channel = channel
+        self._buffer: list[bytes] = []
+        self._sink: Any = None
+        self.complete = False
+        self.received = 0
+
+    def feed(self, data: bytes) -> None:
+        self.received += len(data)
+        if self._sink is not None:
+            self._sink.body_data(data)
+        elif self._buffer is not None:
+            self._buffer.append(data)
+            self._channel.pause_reading(self)
+
+    def end(self) -> None:
+        if self.complete:
+            return
+        self.complete = True
+        if self._sink is not None:
+            self._sink.body_end()
+
+    def attach(self, sink: Any) -> None:
+        """Send the body, from its first byte, to C{sink}."""
+        self._sink = sink
+        buffered, self._buffer = self._buffer, []
+        for data in buffered:
+            sink.body_data(data)
+        if self.complete:
+            sink.body_end()
+        self._channel.resume_reading(self)
+
+    def discard(self) -> None:
+        """Drop the body: it will not be forwarded (the request was answered)."""
+        self._sink = None
+        self._buffer = None  # type: ignore[assignment]
+        self._channel.resume_reading(self)
+
+    @property
+    def started(self) -> bool:
+        """Whether any of the body has been handed to a sink (so it cannot be
+        sent again)."""
+        return self._sink is not None and self.received > 0
+
+    def pause(self) -> None:
+        self._channel.pause_reading(self)
+
+    def resume(self) -> None:
+        self._channel.resume_reading(self)
+
+
+class Incoming:
+    """A request read from the client: its head and its body."""
+
+    __slots__ = ("body", "head")
+
+    def __init__(self, head: RequestHead, body: BodyPipe) -> None:
+        self.head = head
+        self.body = body
+
+
+@implementer(IPushProducer)
+class _UpstreamProducer:
+    """Lets the client's transport pause and resume the server's, for one response."""
+
+    def __init__(self, channel: HTTPChannel, exchange: Exchange) -> None:
+        self.channel = channel
+        self.exchange = exchange
+
+    def pauseProducing(self) -> None:
+        self.exchange.pause_upstream()
+        self.channel.client_not_reading()
+
+    def resumeProducing(self) -> None:
+        self.channel.client_reading()
+        self.exchange.resume_upstream()
+
+    def stopProducing(self) -> None:
+        self.exchange.client_gone()
+
+
+# What the one timer of a channel is waiting for.
+_HEADERS = "http-request"
+_CLIENT = "client"
+_IDLE = "keep-alive"
+
+
+class HTTPChannel(Protocol):
+    """One client connection: parse requests, hand them to the engine, answer."""
+
+    transport: Any
+
+    def __init__(
+        self,
+        frontend: FrontendRuntime,
+        engine: Engine,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        self.frontend = frontend
+        self.engine = engine
+        self.limits = limits
+        self.clock: IReactorTime = engine.reactor
+        self.connection: ConnectionInfo | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._url: list[bytes] = []
+        self._headers: Headers = []
+        self._reading: Incoming | None = None
+        self._current: Exchange | None = None
+        self._pending: deque[Incoming] = deque()
+        self._pausers: set[object] = set()
+        self._timer: IDelayedCall | None = None
+        self._timer_kind = ""
+        self._received_any = False
+        self._closing = False
+        self._broken = False
+        self._starting = False
+        self._framing = NO_BODY
+        self._close_after = False
+        self._response_started = False
+
+    # -- connection --------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        assert transport is not None
+        peer, host = transport.getPeer(), transport.getHost()
+        self.connection = ConnectionInfo(
+            (getattr(peer, "host", ""), getattr(peer, "port", 0)),
+            (getattr(host, "host", ""), getattr(host, "port", 0)),
+            self.frontend.name,
+            lambda: client_cert_state(transport),
+        )
+        self._arm(_HEADERS, self.frontend.http_request_timeout)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._closing = True
+        self._cancel_timer()
+        if not self._received_any:
+            self._log_handshake_failure(reason)
+        current, self._current = self._current, None
+        if current is not None:
+            current.client_gone()
+        self._pending.clear()
+        if self.limits is not None:
+            self.limits.closed(self.frontend.name)
+
+    def _log_handshake_failure(self, reason: Failure) -> None:
+        record = verify_record(self.transport)
+        if record is None or not reason.check(SSLError):
+            return
+        if record.errors:
+            why = "; ".join(str(e) for e in record.errors)
+        else:
+            why = _ssl_reason(reason)
+        log.info(
+            "frontend {frontend}: TLS handshake with {client} failed: {why}",
+            frontend=self.frontend.name,
+            client=self._client_label(),
+            why=why,
+            errors=[(e.code, e.depth) for e in record.errors],
+        )
+
+    # -- reading -----------------------------------------------------------
+
+    def pause_reading(self, why: object) -> None:
+        """Stop reading from the client until every reason given is resumed."""
+        if not self._pausers and not self._closing:
+            self.transport.pauseProducing()
+        self._pausers.add(why)
+
+    def resume_reading(self, why: object) -> None:
+        if why in self._pausers:
+            self._pausers.discard(why)
+            if not self._pausers and not self._closing:
+                self.transport.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._received_any = True
+        if self._closing or self._broken:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as e:
+            self._upgraded(data[e.args[0] :])
+        except httptools.HttpParserError as e:
+            self._bad_request(str(e) or e.__class__.__name__)
+
+    def _upgraded(self, rest: bytes) -> None:
+        # llhttp stops after a request that carries Upgrade.  certlb does not
+        # switch protocols: the request went on as a plain one, its Upgrade
+        # header dropped; parsing resumes with a fresh parser.
+        if self._closing:
+            return
+        self._parser = httptools.HttpRequestParser(self)
+        if rest:
+            self.dataReceived(rest)
+
+    def on_message_begin(self) -> None:
+        self._url = []
+        self._headers = []
+        if self._current is None:
+            self._arm(_HEADERS, self.frontend.http_request_timeout)
+
+    def on_url(self, url: bytes) -> None:
+        self._url.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._reading is None:
+            self._headers.append((name, value))
+        # else: a trailer field after a chunked body; trailers are not forwarded.
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        method = parser.get_method()
+        if method == b"CONNECT":
+            raise httptools.HttpParserError("certlb does not tunnel CONNECT")
+        framing, length = body_framing(self._headers)
+        head = RequestHead(
+            method=method,
+            target=b"".join(self._url),
+            version=parser.get_http_version().encode("ascii"),
+            headers=self._headers,
+            framing=framing,
+            length=length,
+            keep_alive=parser.should_keep_alive(),
+        )
+        incoming = Incoming(head, BodyPipe(self))
+        incoming.body.complete = framing == NO_BODY
+        self._reading = incoming
+        if self._current is None and not self._pending:
+            self._start(incoming)
+        else:
+            self._pending.append(incoming)
+            self.pause_reading(self._pending)
+
+    def on_body(self, data: bytes) -> None:
+        if self._reading is not None:
+            if self._timer_kind == _CLIENT and self._timer is not None:
+                self._timer.reset(self.frontend.client_timeout)
+            self._reading.body.feed(data)
+
+    def on_message_complete(self) -> None:
+        incoming, self._reading = self._reading, None
+        if incoming is None:
+            return
+        # llhttp resets its keep-alive flag once the message is over: read it here.
+        incoming.head.keep_alive = self._parser.should_keep_alive()
+        incoming.body.end()
+        if self._timer_kind == _CLIENT and not self._response_started:
+            self._cancel_timer()
+
+    def _start(self, incoming: Incoming) -> None:
+        self._framing = NO_BODY
+        self._close_after = False
+        self._response_started = False
+        self._cancel_timer()
+        assert self.connection is not None
+        exchange = self.engine.exchange(self, incoming, self.frontend, self.connection)
+        self._current = exchange
+        if not incoming.body.complete and incoming.head.framing != NO_BODY:
+            self._arm(_CLIENT, self.frontend.client_timeout)
+        exchange.start()
+
+    # -- timers --------------------------------------------------------------
+
+    def _arm(self, kind: str, seconds: float) -> None:
+        self._cancel_timer()
+        self._timer_kind = kind
+        self._timer = self.clock.callLater(seconds, self._expired, kind)
+
+    def _cancel_timer(self) -> None:
+        timer, self._timer, self._timer_kind = self._timer, None, ""
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _expired(self, kind: str) -> None:
+        self._timer, self._timer_kind = None, ""
+        if self._closing:
+            return
+        if kind == _HEADERS:
+            if self._current is not None:
+                return
+            if self._url or self._headers or self._reading is not None:
+                log.info(
+                    "frontend {frontend}: {client} sent no complete request in "
+                    "time (timeout http-request)",
+                    frontend=self.frontend.name,
+                    client=self._client_label(),
+                )
+                self._answer_and_close(408)
+            else:
+                # Nothing of a request came (a browser's pre-connection, or an
+                # idle keep-alive): close quietly, as HAProxy does.
+                self._lose()
+        elif kind == _CLIENT:
+            log.info(
+                "frontend {frontend}: client {client} timed out (timeout client)",
+                frontend=self.frontend.name,
+                client=self._client_label(),
+            )
+            self._abort()
+        else:
+            self._lose()
+
+    def client_not_reading(self) -> None:
+        """The client stopped reading the response: give it C{timeout client}."""
+        self._arm(_CLIENT, self.frontend.client_timeout)
+
+    def client_reading(self) -> None:
+        if self._timer_kind == _CLIENT:
+            self._cancel_timer()
+
+    # -- errors ----------------------------------------------------------------
+
+    def _bad_request(self, why: str) -> None:
+        if self._closing:
+            return
+        log.info(
+            "frontend {frontend}: bad request from {client}: {why}",
+            frontend=self.frontend.name,
+            client=self._client_label(),
+            why=why,
+        )
+        self._broken = True
+        self._reading = None
+        self._pending.clear()
+        if self._current is None:
+            self._answer_and_close(400)
+        else:
+            # A response is under way; it cannot be followed by a 400.
+            self._close_after = True
+
+    def _answer_and_close(self, status: int) -> None:
+        self._cancel_timer()
+        self._closing = True
+        self.transport.write(error_response(status, close=True))
+        self.transport.loseConnection()
+
+    def _lose(self) -> None:
+        self._closing = True
+        self._cancel_timer()
+        self.transport.loseConnection()
+
+    def _abort(self) -> None:
+        self._closing = True
+        self._cancel_timer()
+        self.transport.abortConnection()
+
+    def _client_label(self) -> str:
+        if self.connection is None:
+            return "?"
+        host, port = self.connection.source
+        return f"{host}:{port}"
+
+    # -- responses (called by the Exchange) ------------------------------------
+
+    def send_informational(self, status: int, reason: bytes, headers: Headers) -> None:
+        """Relay a 1xx response (such as 100 Continue) to an HTTP/1.1 client."""
+        current = self._current
+        if self._closing or current is None or current.incoming.head.version != b"1.1":
+            return
+        self.transport.write(
+            serialize_head(b"HTTP/1.1 %d %s" % (status, reason), headers)
+        )
+
+    def send_head(
+        self, status: int, reason: bytes, headers: Headers, framing: str,
+        exchange: Exchange,
+    ) -> None:  # fmt: skip
+        """Start the response: status line and headers, framed for this client.
+
+        @param headers: end-to-end headers, C{Content-Length} included when
+            the server sent one; this adds C{Transfer-Encoding} and
+            C{Connection} as this client needs them.
+        @param framing: how the server delimits the body.
+        """
+        if self._closing:
+            return
+        head = exchange.incoming.head
+        client_11 = head.version == b"1.1"
+        close = self._close_after or not head.keep_alive
+        if framing in (CHUNKED, UNTIL_CLOSE):
+            if client_11:
+                framing = CHUNKED
+                headers.append((b"Transfer-Encoding", b"chunked"))
+            else:
+                framing, close = UNTIL_CLOSE, True
+        if close:
+            headers.append((b"Connection", b"close"))
+        elif not client_11:
+            headers.append((b"Connection", b"keep-alive"))
+        self._framing = framing
+        self._close_after = close
+        self._response_started = True
+        if self._timer_kind == _CLIENT and self._reading is None:
+            self._cancel_timer()
+        transport = self.transport
+        assert transport is not None
+        transport.write(serialize_head(b"HTTP/1.1 %d %s" % (status, reason), headers))
+        transport.registerProducer(_UpstreamProducer(self, exchange), True)
+
+    def send_data(self, data: bytes) -> None:
+        if self._closing or not data:
+            return
+        if self._framing == CHUNKED:
+            self.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            self.transport.write(data)
+
+    def send_end(self) -> None:
+        """The response is complete: end it, then go on with the next request."""
+        if self._closing:
+            return
+        if self._framing == CHUNKED:
+            self.transport.write(LAST_CHUNK)
+        self.transport.unregisterProducer()
+        self._finished()
+
+    def send_error(self, status: int, exchange: Exchange) -> None:
+        """Answer the current request with certlb's own short response."""
+        if self._closing:
+            return
+        body = exchange.incoming.body
+        close = self._close_after or not exchange.incoming.head.keep_alive
+        close = close or not body.complete
+        body.discard()
+        self.transport.write(error_response(status, close))
+        self._close_after = close
+        self._finished()
+
+    def abort_response(self) -> None:
+        """The response cannot be completed: cut the connection, so that the
+        client sees that it is incomplete."""
+        if not self._closing:
+            self._abort()
+
+    def _finished(self) -> None:
+        current, self._current = self._current, None
+        if self._close_after or current is None or not current.incoming.body.complete:
+            self._lose()
+            return
+        if self._starting:
+            return  # the loop below, further up the stack, goes on
+        self._starting = True
+        try:
+            # A loop, not recursion: pipelined requests answered at once by
+            # certlb itself would otherwise nest one call per request.
+            while self._current is None and self._pending and not self._closing:
+                self._start(self._pending.popleft())
+        finally:
+            self._starting = False
+        if not self._pending:
+            self.resume_reading(self._pending)
+        if self._current is None and self._reading is None and not self._closing:
+            self._arm(_IDLE, self.frontend.keep_alive_timeout)
+
+
+def _ssl_reason(reason: Failure) -> str:
+    """A short text for an OpenSSL handshake error."""
+    value: Any = reason.value
+    try:
+        errors = value.args[0]
+        texts = [e[2] for e in errors if isinstance(e, tuple) and len(e) == 3]
+        if texts:
+            return ", ".join(texts)
+    except (AttributeError, IndexError, TypeError):
+        pass
+    return str(value)
+
+
+class FrontendFactory(Factory):
+    """Builds an L{HTTPChannel} per connection accepted by a frontend."""
+
+    noisy = False
+
+    def __init__(
+        self,
+        frontend: FrontendRuntime,
+        engine: Engine,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        self.frontend = frontend
+        self.engine = engine
+        self.limits = limits
+
+    def buildProtocol(self, addr: object) -> HTTPChannel | None:
+        if self.limits is not None and not self.limits.accept(self.frontend.name):
+            return None
+        channel = HTTPChannel(self.frontend, self.engine, self.limits)
+        channel.factory = self
+        return channel

@@ -1,0 +1,137 @@
+"""HTTP/1.1 message pieces shared by both sides of the proxy.
+
+Header lists are C{[(name, value), ...]} of bytes, in the order they came,
+names as they were written; a proxy must keep repeated headers and their
+order (RFC 9110, section 5.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+Headers = list[tuple[bytes, bytes]]
+
+# RFC 9110, 7.6.1: these describe one connection and are never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+REASONS = {
+    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created",
+    202: b"Accepted", 204: b"No Content", 206: b"Partial Content",
+    301: b"Moved Permanently", 302: b"Found", 303: b"See Other",
+    304: b"Not Modified", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
+    400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
+    413: b"Payload Too Large", 500: b"Internal Server Error",
+    501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}  # fmt: skip
+
+# Bodies of the answers certlb gives itself, like HAProxy's.
+ERROR_TEXT = {
+    400: "Your client sent a request that certlb could not read.",
+    405: "certlb does not tunnel CONNECT requests.",
+    408: "Your client did not send a complete request in time.",
+    502: "The server could not be reached or gave an invalid or incomplete response.",
+    503: "No server is available to handle this request.",
+    504: "The server did not respond in time.",
+}
+
+# Framing of a message body.
+NO_BODY = "none"
+LENGTH = "length"
+CHUNKED = "chunked"
+UNTIL_CLOSE = "close"
+
+
+@attrs.define(slots=True)
+class RequestHead:
+    """A request line and headers, as the client sent them.
+
+    @ivar version: C{b"1.1"} or C{b"1.0"}.
+    @ivar framing: how the body is delimited: L{NO_BODY}, L{LENGTH} or
+        L{CHUNKED}.
+    @ivar keep_alive: whether the client wants the connection kept open.
+    """
+
+    method: bytes
+    target: bytes
+    version: bytes
+    headers: Headers
+    framing: str = NO_BODY
+    length: int | None = None
+    keep_alive: bool = True
+
+
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """The lower-cased tokens of every C{Connection} header."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return tokens
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """C{headers} without hop-by-hop ones, nor those that C{Connection} names."""
+    drop = HOP_BY_HOP | connection_tokens(headers)
+    return [(n, v) for n, v in headers if n.lower() not in drop]
+
+
+def body_framing(headers: Headers) -> tuple[str, int | None]:
+    """How a message with these (already validated) headers frames its body."""
+    length: int | None = None
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding":
+            return CHUNKED, None
+        if lower == b"content-length":
+            length = int(value.strip())
+    if length is None:
+        return NO_BODY, None
+    return (LENGTH, length) if length else (NO_BODY, 0)
+
+
+def serialize_head(first_line: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The bytes of a message head: first line, headers, empty line."""
+    parts = [first_line]
+    for name, value in headers:
+        parts.append(name + b": " + value)
+    parts.append(b"\r\n")
+    return b"\r\n".join(parts)
+
+
+def error_response(status: int, close: bool) -> bytes:
+    """A complete, short response that certlb sends itself."""
+    reason = REASONS.get(status, b"Error")
+    text = ERROR_TEXT.get(status, reason.decode())
+    body = (
+        f"<html><body><h1>{status} {reason.decode()}</h1>\n{text}\n</body></html>\n"
+    ).encode()
+    headers = [
+        (b"Content-Type", b"text/html"),
+        (b"Content-Length", str(len(body)).encode()),
+        (b"Cache-Control", b"no-cache"),
+    ]
+    if close:
+        headers.append((b"Connection", b"close"))
+    return serialize_head(b"HTTP/1.1 %d %s" % (status, reason), headers) + body
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"

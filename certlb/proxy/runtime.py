@@ -1,0 +1,153 @@
+"""The run-time form of a configuration: frontends and backends, rules compiled.
+
+Built once, at start-up, from a L{Config}; per request nothing is parsed or
+compiled again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+import attrs
+
+from certlb.config.model import Backend, Config, ForwardFor, Frontend, Timeouts
+from certlb.proxy.balancer import RoundRobin, ServerState
+from certlb.rules.acl import acls_by_name, compile_condition
+from certlb.rules.interfaces import IBalancer, ICondition, IRequestContext
+
+# certlb's timeouts when the configuration gives none, in seconds.  HAProxy
+# waits forever; a daemon facing the Internet should not.
+DEFAULT_TIMEOUTS = {
+    "connect": 5.0,
+    "client": 60.0,
+    "server": 60.0,
+    "http_request": 30.0,
+}
+
+
+def _seconds(timeouts: Timeouts, name: str) -> float:
+    value: int | None = getattr(timeouts, name)
+    return DEFAULT_TIMEOUTS[name] if value is None else value / 1000
+
+
+@attrs.frozen
+class ForwardedFor:
+    """C{option forwardfor}, compiled: the header, and who not to add it for."""
+
+    header: bytes
+    except_network: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+    if_none: bool
+
+    @classmethod
+    def compile(cls, option: ForwardFor) -> ForwardedFor:
+        network = (
+            ipaddress.ip_network(option.except_network, strict=False)
+            if option.except_network
+            else None
+        )
+        return cls(option.header.encode("latin-1"), network, option.if_none)
+
+    def applies_to(self, host: str) -> bool:
+        if self.except_network is None:
+            return True
+        try:
+            return ipaddress.ip_address(host) not in self.except_network
+        except ValueError:
+            return True
+
+
+@attrs.define(eq=False)
+class BackendRuntime:
+    """A backend ready to serve: servers, balancer, timeouts (in seconds)."""
+
+    name: str
+    servers: list[ServerState]
+    balancer: IBalancer
+    connect_timeout: float
+    server_timeout: float
+    server_close: bool
+    forwardfor: ForwardedFor | None
+
+    @classmethod
+    def build(cls, backend: Backend) -> BackendRuntime:
+        servers = [
+            ServerState(
+                s.name, s.host, s.port, s.weight, s.disabled, backend=backend.name
+            )
+            for s in backend.servers
+        ]
+        return cls(
+            name=backend.name,
+            servers=servers,
+            balancer=RoundRobin(servers),
+            connect_timeout=_seconds(backend.timeouts, "connect"),
+            server_timeout=_seconds(backend.timeouts, "server"),
+            server_close=backend.http_server_close,
+            forwardfor=ForwardedFor.compile(backend.forwardfor)
+            if backend.forwardfor
+            else None,
+        )
+
+
+@attrs.define(eq=False)
+class FrontendRuntime:
+    """A frontend ready to route: C{use_backend} rules, then the default."""
+
+    name: str
+    rules: Sequence[tuple[ICondition | None, BackendRuntime]]
+    default: BackendRuntime | None
+    client_timeout: float
+    http_request_timeout: float
+    keep_alive_timeout: float
+    server_close: bool
+    forwardfor: ForwardedFor | None
+    maxconn: int | None
+
+    def route(self, context: IRequestContext) -> BackendRuntime | None:
+        """The backend for a request: the first rule that matches, or the default."""
+        for condition, backend in self.rules:
+            if condition is None or condition.matches(context):
+                return backend
+        return self.default
+
+    @classmethod
+    def build(
+        cls, frontend: Frontend, backends: dict[str, BackendRuntime]
+    ) -> FrontendRuntime:
+        named = acls_by_name(frontend.acls)
+        rules = [
+            (
+                compile_condition(rule.condition, named) if rule.condition else None,
+                backends[rule.backend],
+            )
+            for rule in frontend.use_backends
+        ]
+        timeouts = frontend.timeouts
+        http_request = _seconds(timeouts, "http_request")
+        keep_alive = (
+            timeouts.http_keep_alive / 1000
+            if timeouts.http_keep_alive is not None
+            else http_request
+        )
+        return cls(
+            name=frontend.name,
+            rules=rules,
+            default=backends[frontend.default_backend]
+            if frontend.default_backend
+            else None,
+            client_timeout=_seconds(timeouts, "client"),
+            http_request_timeout=http_request,
+            keep_alive_timeout=keep_alive,
+            server_close=frontend.http_server_close,
+            forwardfor=ForwardedFor.compile(frontend.forwardfor)
+            if frontend.forwardfor
+            else None,
+            maxconn=frontend.maxconn,
+        )
+
+
+def build_runtime(config: Config) -> dict[str, FrontendRuntime]:
+    """Compile every frontend of a checked configuration, by name."""
+    backends = {b.name: BackendRuntime.build(b) for b in config.backends}
+    return {f.name: FrontendRuntime.build(f, backends) for f in config.frontends}

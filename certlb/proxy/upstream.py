@@ -1,0 +1,457 @@
+"""The server side: HTTP/1.1 client connections to servers, and their pool.
+
+An L{UpstreamConnection} carries one request at a time (no pipelining towards
+servers).  Its response is parsed strictly, by llhttp through C{httptools}, and
+handed piece by piece to the L{ResponseHandler} that sent the request.  When
+the response is complete and both sides agree to keep the connection, it goes
+back to the L{ConnectionPool} for the next request to the same server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+from typing import Protocol as TypingProtocol
+
+import httptools
+from twisted.internet import error
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+)
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from certlb.proxy.http import (
+    CHUNKED,
+    LAST_CHUNK,
+    NO_BODY,
+    UNTIL_CLOSE,
+    Headers,
+    body_framing,
+)
+
+log = Logger()
+
+IDLE_TIMEOUT = 5.0  # seconds an unused connection to a server stays open
+MAX_IDLE_PER_SERVER = 64
+
+
+class UpstreamError(Exception):
+    """A server failed a request.
+
+    @ivar status: what the client gets when nothing was sent yet: 502 (the
+        server refused, reset, or answered garbage) or 504 (it was too slow).
+    @ivar why: a short text for the log.
+    """
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+        self.why = why
+
+
+class ResponseHandler(TypingProtocol):
+    """What an L{UpstreamConnection} reports a response to."""
+
+    def response_informational(
+        self, status: int, reason: bytes, headers: Headers
+    ) -> None: ...
+    def response_head(
+        self, status: int, reason: bytes, headers: Headers, framing: str
+    ) -> None: ...
+    def response_data(self, data: bytes) -> None: ...
+    def response_end(self) -> None: ...
+    def response_failed(
+        self, failure: UpstreamError, connection: UpstreamConnection
+    ) -> None: ...
+
+
+@implementer(IPushProducer)
+class _BodyProducer:
+    """Lets the server's transport pause and resume reading the client."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def pauseProducing(self) -> None:
+        self.body.pause()
+
+    def resumeProducing(self) -> None:
+        self.body.resume()
+
+    def stopProducing(self) -> None:
+        self.body.resume()
+
+
+class UpstreamConnection(Protocol):
+    """One HTTP/1.1 connection to a server."""
+
+    transport: Any
+
+    def __init__(self, pool: ConnectionPool, key: tuple[str, int]) -> None:
+        self.pool = pool
+        self.key = key
+        self.clock: IReactorTime = pool.reactor
+        self.handler: ResponseHandler | None = None
+        self.reused = False
+        self.connected = False
+        self.informational = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._reason = b""
+        self._headers: Headers = []
+        self._framing = NO_BODY
+        self._head_received = False
+        self._request_framing = NO_BODY
+        self._request_sent = False
+        self._head_request = False
+        self._timeout = 0.0
+        self._timer: IDelayedCall | None = None
+        self._idle_timer: IDelayedCall | None = None
+        self._paused = False
+        self._reusable = True
+
+    # -- connection -------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.connected = True
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.connected = False
+        self._cancel_timers()
+        self.pool.lost(self)
+        handler, self.handler = self.handler, None
+        if handler is None:
+            return
+        if self._head_received and self._framing == UNTIL_CLOSE:
+            # A body delimited by the end of the connection is complete now.
+            handler.response_end()
+            return
+        if self._head_received:
+            why = "the server closed the connection before the end of the response"
+        else:
+            why = "the server closed the connection without a response"
+        if reason.check(error.ConnectionLost) and reason.getErrorMessage():
+            why += f" ({reason.getErrorMessage()})"
+        handler.response_failed(UpstreamError(502, why), self)
+
+    # -- request ------------------------------------------------------------
+
+    def send(
+        self,
+        handler: ResponseHandler,
+        head: bytes,
+        body: Any,
+        request_framing: str,
+        head_request: bool,
+        timeout: float,
+    ) -> None:
+        """Send a request; its response goes to C{handler}.
+
+        @param head: the request line and headers, serialized.
+        @param body: a L{certlb.proxy.channel.BodyPipe}, or C{None}.
+        @param request_framing: how the body is sent: L{NO_BODY}, L{LENGTH} or
+            L{CHUNKED}.
+        @param head_request: the request is a HEAD, whose response has no body.
+        @param timeout: C{timeout server}, in seconds: the longest silence
+            from the server while a response is awaited.
+        """
+        self._cancel_idle()
+        self.handler = handler
+        self._headers = []
+        self._head_received = False
+        self.informational = False
+        self._request_framing = request_framing
+        self._request_sent = request_framing == NO_BODY
+        self._head_request = head_request
+        self._timeout = timeout
+        transport = self.transport
+        assert transport is not None
+        transport.write(head)
+        self._timer = self.clock.callLater(timeout, self._timed_out)
+        if request_framing != NO_BODY:
+            transport.registerProducer(_BodyProducer(body), True)
+            body.attach(self)
+
+    def body_data(self, data: bytes) -> None:
+        if not self.connected:
+            return
+        if self._request_framing == CHUNKED:
+            self.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            self.transport.write(data)
+
+    def body_end(self) -> None:
+        if not self.connected:
+            return
+        if self._request_framing == CHUNKED:
+            self.transport.write(LAST_CHUNK)
+        self.transport.unregisterProducer()
+        self._request_sent = True
+
+    # -- response -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self._timeout)
+        if self.handler is None:
+            # Nothing was asked: a server that talks now is out of step.
+            self._reusable = False
+            self.transport.loseConnection()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(UpstreamError(502, f"invalid response from the server: {e}"))
+        except httptools.HttpParserUpgrade:
+            self._fail(UpstreamError(502, "the server switched protocols"))
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._reason = b""
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._head_received:
+            self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        handler = self.handler
+        if handler is None:
+            return
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:
+            if status == 101:
+                raise httptools.HttpParserError("101 Switching Protocols")
+            self.informational = True
+            handler.response_informational(status, self._reason, self._headers)
+            return
+        self.informational = False
+        self._head_received = True
+        if self._head_request or status in (204, 304):
+            self._framing = NO_BODY
+        else:
+            framing, _ = body_framing(self._headers)
+            if framing == NO_BODY and not _has_length(self._headers):
+                framing = UNTIL_CLOSE
+            self._framing = framing
+        handler.response_head(status, self._reason, self._headers, self._framing)
+        if self._head_request and self.handler is handler:
+            # llhttp cannot be told that a HEAD response has no body: end it
+            # here and read the next response with a fresh parser.
+            self._parser = httptools.HttpResponseParser(self)
+            self._complete(self._keep_alive_headers())
+
+    def on_body(self, data: bytes) -> None:
+        if self.handler is not None and self._head_received:
+            self.handler.response_data(data)
+        elif self._head_request:
+            self._reusable = False  # body bytes after a HEAD response
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
+        if self.handler is None or not self._head_received:
+            return
+        self._complete(self._parser.should_keep_alive())
+
+    def _keep_alive_headers(self) -> bool:
+        for name, value in self._headers:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                return False
+        return True
+
+    def _complete(self, keep_alive: bool) -> None:
+        handler, self.handler = self.handler, None
+        self._cancel_timers()
+        self._reusable = self._reusable and keep_alive and self._request_sent
+        assert handler is not None
+        handler.response_end()
+        self.pool.release(self)
+
+    def _fail(self, failure: UpstreamError) -> None:
+        handler, self.handler = self.handler, None
+        self._reusable = False
+        self._cancel_timers()
+        if self.transport is not None:
+            self.transport.abortConnection()
+        if handler is not None:
+            handler.response_failed(failure, self)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._fail(
+            UpstreamError(
+                504, f"no answer from the server in {self._timeout:g}s (timeout server)"
+            )
+        )
+
+    # -- flow control and reuse ---------------------------------------------
+
+    def pause(self) -> None:
+        """The client cannot take more: stop reading, and stop the clock."""
+        if not self._paused and self.connected:
+            self._paused = True
+            self.transport.pauseProducing()
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+                self._timer = None
+
+    def resume(self) -> None:
+        if self._paused and self.connected:
+            self._paused = False
+            self.transport.resumeProducing()
+            if self.handler is not None and self._timer is None:
+                self._timer = self.clock.callLater(self._timeout, self._timed_out)
+
+    def abandon(self) -> None:
+        """The client went away: this connection's state is unknown, close it."""
+        self.handler = None
+        self._reusable = False
+        self._cancel_timers()
+        if self.connected:
+            self.transport.abortConnection()
+
+    @property
+    def reusable(self) -> bool:
+        return bool(self._reusable and self.connected and not self._paused)
+
+    def idle(self, timeout: float) -> None:
+        """Wait in the pool; close after C{timeout} seconds unused."""
+        self.reused = True
+        self._idle_timer = self.clock.callLater(timeout, self._idle_expired)
+
+    def _idle_expired(self) -> None:
+        self._idle_timer = None
+        self.pool.lost(self)
+        self.transport.loseConnection()
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None and self._idle_timer.active():
+            self._idle_timer.cancel()
+        self._idle_timer = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_idle()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+def _has_length(headers: Headers) -> bool:
+    return any(name.lower() == b"content-length" for name, _ in headers)
+
+
+class ConnectionPool:
+    """Persistent connections to servers, shared by every backend.
+
+    @ivar reactor: connects, and times idle connections.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_idle: int = MAX_IDLE_PER_SERVER,
+    ) -> None:
+        self.reactor = reactor
+        self.idle_timeout = idle_timeout
+        self.max_idle = max_idle
+        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+
+    def acquire(
+        self, host: str, port: int, connect_timeout: float, fresh: bool = False
+    ) -> Deferred[UpstreamConnection]:
+        """A connection to C{host:port}: an idle one if any (unless C{fresh}),
+        else a new one.
+
+        @return: a Deferred that fails with L{UpstreamError} when the server
+            cannot be reached.
+        """
+        key = (host, port)
+        idle = self._idle.get(key)
+        while idle and not fresh:
+            connection = idle.pop()
+            if connection.connected:
+                connection._cancel_idle()
+                return succeed(connection)
+        endpoint = _endpoint(self.reactor, host, port, connect_timeout)
+        factory = _UpstreamFactory(self, key)
+        d: Deferred[UpstreamConnection] = endpoint.connect(factory)
+        d.addErrback(_connect_error, host, port, connect_timeout)
+        return d
+
+    def release(self, connection: UpstreamConnection) -> None:
+        """Take back a connection whose exchange is over; keep it if it can
+        serve again."""
+        if not connection.reusable:
+            if connection.connected:
+                connection.transport.loseConnection()
+            return
+        idle = self._idle.setdefault(connection.key, [])
+        if len(idle) >= self.max_idle:
+            connection.transport.loseConnection()
+            return
+        idle.append(connection)
+        connection.idle(self.idle_timeout)
+
+    def lost(self, connection: UpstreamConnection) -> None:
+        idle = self._idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def close(self) -> None:
+        """Close every idle connection (at shutdown)."""
+        for idle in self._idle.values():
+            for connection in list(idle):
+                connection._cancel_timers()
+                if connection.connected:
+                    connection.transport.loseConnection()
+        self._idle.clear()
+
+
+class _UpstreamFactory(Factory):
+    noisy = False
+
+    def __init__(self, pool: ConnectionPool, key: tuple[str, int]) -> None:
+        self.pool = pool
+        self.key = key
+
+    def buildProtocol(self, addr: object) -> UpstreamConnection:
+        return UpstreamConnection(self.pool, self.key)
+
+
+def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if address.version == 6:
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
+    return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
+
+
+def _connect_error(failure: Failure, host: str, port: int, timeout: float) -> Failure:
+    if failure.check(error.TimeoutError, error.UserError):
+        raise UpstreamError(
+            502,
+            f"connection to {host}:{port} timed out after {timeout:g}s "
+            "(timeout connect)",
+        )
+    if failure.check(error.ConnectionRefusedError):
+        raise UpstreamError(502, f"connection to {host}:{port} refused")
+    if failure.check(error.DNSLookupError):
+        raise UpstreamError(502, f"cannot resolve {host}")
+    if failure.check(error.ConnectError):
+        raise UpstreamError(
+            502, f"cannot connect to {host}:{port}: {failure.getErrorMessage()}"
+        )
+    return failure

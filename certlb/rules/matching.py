@@ -1,0 +1,187 @@
+"""ACL match methods (HAProxy's C{-m}), compiled once into functions.
+
+A matcher takes a sample value and says whether any pattern matches it.  When
+no C{-m} is given, the method follows the fetch's output type: C{bool} for
+booleans, C{int} for integers, C{str} (exact) for strings, C{ip} for addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import operator
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Matcher = Callable[[Any], bool]
+
+STRING_METHODS = ("str", "beg", "end", "sub", "reg", "dir", "dom", "len")
+METHODS = ("found", "bool", "int", "ip", *STRING_METHODS)
+DEFAULT_METHOD = {"bool": "bool", "int": "int", "str": "str", "ip": "ip"}
+_OPERATORS: dict[str, Callable[[int, int], bool]] = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
+
+
+def compile_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> Matcher:
+    """Compile C{patterns} for C{method} into one function.
+
+    @raise ValueError: an unknown method, or a pattern that the method cannot
+        read; the message names the pattern.
+    """
+    if method in ("found", "bool"):
+        if patterns:
+            raise ValueError(
+                f"match method '{method}' takes no pattern, but was given "
+                f"{patterns[0]!r}; remove the patterns or choose another -m method"
+            )
+        if method == "found":
+            return lambda value: value is not None
+        return lambda value: value is not None and bool(value)
+    if method == "int":
+        return _int_matcher(_int_tests(patterns))
+    if method == "len":
+        test = _int_matcher(_int_tests(patterns))
+        return lambda value: value is not None and test(len(_text(value)))
+    if method == "ip":
+        return _ip_matcher(patterns)
+    if method in STRING_METHODS:
+        return _string_matcher(method, patterns, ignore_case)
+    raise ValueError(
+        f"unknown match method '{method}'; the methods are {', '.join(METHODS)}"
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return value if isinstance(value, str) else str(value)
+
+
+def _int_tests(patterns: Sequence[str]) -> list[Callable[[int], bool]]:
+    tests: list[Callable[[int], bool]] = []
+    pending: Callable[[int, int], bool] | None = None
+    pending_name = ""
+    for pattern in patterns:
+        if pattern in _OPERATORS:
+            if pending is not None:
+                raise ValueError(f"operator '{pending_name}' needs a number after it")
+            pending, pending_name = _OPERATORS[pattern], pattern
+            continue
+        if pending is not None:
+            tests.append(_compare(pending, _integer(pattern)))
+            pending = None
+            continue
+        low_text, colon, high_text = pattern.partition(":")
+        if colon:
+            low = _integer(low_text) if low_text else None
+            high = _integer(high_text) if high_text else None
+            tests.append(_within(low, high))
+        else:
+            tests.append(_compare(operator.eq, _integer(pattern)))
+    if pending is not None:
+        raise ValueError(f"operator '{pending_name}' needs a number after it")
+    return tests
+
+
+def _compare(op: Callable[[int, int], bool], bound: int) -> Callable[[int], bool]:
+    return lambda value: op(value, bound)
+
+
+def _within(low: int | None, high: int | None) -> Callable[[int], bool]:
+    return lambda value: (
+        (low is None or value >= low) and (high is None or value <= high)
+    )
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an integer pattern; write a number (10), a range "
+            "(10:23, :5, 5:) or an operator and a number (gt 5)"
+        ) from None
+
+
+def _int_matcher(tests: list[Callable[[int], bool]]) -> Matcher:
+    def match(value: Any) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, int):
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                return False
+        return any(test(value) for test in tests)
+
+    return match
+
+
+def _ip_matcher(patterns: Sequence[str]) -> Matcher:
+    networks = []
+    for pattern in patterns:
+        try:
+            networks.append(ipaddress.ip_network(pattern, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{pattern!r} is not an address or a network; write 10.0.0.1 or "
+                "10.0.0.0/8"
+            ) from None
+
+    def match(value: Any) -> bool:
+        if value is None:
+            return False
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in networks)
+
+    return match
+
+
+def _string_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> Matcher:
+    fold: Callable[[str], str] = str.lower if ignore_case else (lambda s: s)
+    if method == "reg":
+        try:
+            regexes = [
+                re.compile(p, re.IGNORECASE if ignore_case else 0) for p in patterns
+            ]
+        except re.error as e:
+            raise ValueError(f"bad regular expression {e.pattern!r}: {e}") from None
+        return lambda value: (
+            value is not None and any(r.search(_text(value)) for r in regexes)
+        )
+    wanted = [fold(p) for p in patterns]
+    if method == "str":
+        exact = frozenset(wanted)
+        return lambda value: value is not None and fold(_text(value)) in exact
+    if method == "beg":
+        prefixes = tuple(wanted)
+        return lambda value: (
+            value is not None and fold(_text(value)).startswith(prefixes)
+        )
+    if method == "end":
+        suffixes = tuple(wanted)
+        return lambda value: value is not None and fold(_text(value)).endswith(suffixes)
+    if method == "sub":
+        return lambda value: (
+            value is not None and any(w in fold(_text(value)) for w in wanted)
+        )
+    separator = "/" if method == "dir" else "."
+    pieces = [separator + w.strip(separator) + separator for w in wanted]
+    return lambda value: (
+        value is not None
+        and any(
+            p in separator + fold(_text(value)).strip(separator) + separator
+            for p in pieces
+        )
+    )

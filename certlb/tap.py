@@ -1,0 +1,79 @@
+"""The twistd plugin: C{twistd [-n] certlb --config FILE [--config FILE...]}."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, ClassVar
+
+from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
+from twisted.python import usage
+
+from certlb.config import ConfigError, check_config, load_config
+from certlb.report import print_problems
+from certlb.service import ListenError, make_service
+
+log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "--config FILE [--config FILE ...] [--check]"
+    longdesc = (
+        "Run certlb, a TLS-terminating HTTP load balancer that verifies client "
+        "certificates, with an HAProxy-style configuration.  Several "
+        "configuration files are read in order, as one.  Relative file names "
+        "in a configuration (crt, ca-file) are relative to that file's "
+        "directory.  See certlb(1) and certlb.cfg(5)."
+    )
+    optFlags: ClassVar[list[list[str]]] = [
+        [
+            "check",
+            "c",
+            "Check the configuration, print every problem, and exit: "
+            "0 when it can run, 1 otherwise.",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["config"] = []
+
+    def opt_config(self, path: str) -> None:
+        """Read this configuration file (repeat for several; read in order)."""
+        self["config"].append(path)
+
+    opt_f = opt_config
+
+    def postOptions(self) -> None:
+        if not self["config"]:
+            raise usage.UsageError("give a configuration file: --config FILE")
+        if self["check"]:
+            _, problems = check_config(self["config"])
+            sys.exit(print_problems(problems, self["config"], sys.stdout))
+
+
+class _ExitOnListenError(MultiService):
+    """Turns a port that cannot be bound into a clean exit with a message."""
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            log.critical("certlb cannot start: {why}", why=str(e))
+            raise SystemExit(f"certlb: {e}") from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    try:
+        config = load_config(*options["config"])
+    except ConfigError as e:
+        print_problems(e.problems, options["config"], sys.stderr)
+        raise SystemExit(1) from None
+    for warning in config.warnings:
+        log.warn("{problem}", problem=str(warning))
+    top = _ExitOnListenError()
+    service: Any = make_service(config, reactor)
+    service.setServiceParent(top)
+    return top

@@ -1,0 +1,138 @@
+"""TLS contexts for listeners, and the verify callback that fills VerifyRecords.
+
+One L{ServerTLS} per C{bind ... ssl}: it owns an OpenSSL context built from the
+bind's C{crt}, C{ca-file} and C{verify}, and gives every connection its own
+L{VerifyRecord}.
+
+Session resumption is turned off on binds that verify clients (C{verify
+optional} or C{required}): a resumed session would skip the verify callback
+and so lose the errors certlb keeps for each connection.  Binds with C{verify
+none} keep a session cache and tickets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import attrs
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from certlb.tls.pem import load_ca_certificates, load_key_pair
+from certlb.tls.state import VerifyPolicy, VerifyRecord
+
+log = Logger()
+
+# Mozilla's "intermediate" TLS 1.2 suites; TLS 1.3 suites are OpenSSL's.
+CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    b"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+VERIFY_FLAGS = {
+    "none": SSL.VERIFY_NONE,
+    "optional": SSL.VERIFY_PEER,
+    "required": SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
+}
+
+
+def _verify_callback(
+    connection: SSL.Connection, certificate: object, code: int, depth: int, ok: int
+) -> bool:
+    """Record one verification step; never let an exception pass silently."""
+    try:
+        record: VerifyRecord = connection.verify_record
+        return record.verify(code, depth)
+    except Exception:
+        # pyOpenSSL would keep the exception and fail later, obscurely: log it
+        # and refuse the certificate explicitly.
+        log.failure("certificate verification callback failed; refusing the client")
+        return False
+
+
+class RecordingConnection(SSL.Connection):
+    """An OpenSSL connection that carries the L{VerifyRecord} of its handshake.
+
+    (Twisted keeps the connection's app data for itself.)
+    """
+
+    def __init__(self, context: SSL.Context, record: VerifyRecord) -> None:
+        super().__init__(context, None)
+        self.verify_record = record
+
+
+def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> Any:
+    return b"http/1.1" if b"http/1.1" in offered else SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def build_context(
+    crt: str, ca_file: str | None, verify: str, session_id: bytes
+) -> SSL.Context:
+    """An OpenSSL server context for one bind.
+
+    @param crt: a PEM holding the certificate, its key and its chain.
+    @param ca_file: a PEM of the CAs that client certificates must come from,
+        and whose names are sent to clients; required unless C{verify} is
+        C{"none"}.
+    @param verify: C{"none"}, C{"optional"} or C{"required"}.
+    @param session_id: the session ID context (unique per bind).
+    @raise certlb.tls.pem.PemError: a file cannot be used.
+    """
+    pair = load_key_pair(crt)
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    context.set_min_proto_version(SSL.TLS1_2_VERSION)
+    context.set_options(
+        SSL.OP_NO_COMPRESSION
+        | SSL.OP_CIPHER_SERVER_PREFERENCE
+        | SSL.OP_NO_RENEGOTIATION
+        | SSL.OP_SINGLE_ECDH_USE
+    )
+    context.set_cipher_list(CIPHERS)
+    context.use_certificate(pair.certificate)
+    context.use_privatekey(pair.key)  # type: ignore[arg-type]
+    for certificate in pair.chain:
+        context.add_extra_chain_cert(certificate)
+    context.check_privatekey()
+    context.set_alpn_select_callback(_select_alpn)
+    context.set_session_id(session_id)
+    if verify != "none":
+        assert ca_file is not None, "verify needs a ca-file (the checker says so)"
+        authorities = load_ca_certificates(ca_file)
+        context.load_verify_locations(ca_file)
+        context.set_client_ca_list(
+            [crypto.X509.from_cryptography(ca).get_subject() for ca in authorities]
+        )
+        context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+        context.set_options(SSL.OP_NO_TICKET)
+    context.set_verify(VERIFY_FLAGS[verify], _verify_callback)
+    return context
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+@attrs.define(eq=False)
+class ServerTLS:
+    """Makes each accepted connection's OpenSSL connection, with its record."""
+
+    context: SSL.Context
+    policy: VerifyPolicy = attrs.Factory(VerifyPolicy)
+
+    @classmethod
+    def for_bind(
+        cls,
+        crt: str,
+        ca_file: str | None,
+        verify: str,
+        name: str,
+        policy: VerifyPolicy | None = None,
+    ) -> ServerTLS:
+        """Build the TLS side of one bind; C{name} makes its session ID context."""
+        session_id = hashlib.sha256(name.encode()).digest()[:32]
+        return cls(
+            build_context(crt, ca_file, verify, session_id), policy or VerifyPolicy()
+        )
+
+    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        return RecordingConnection(self.context, VerifyRecord(self.policy))

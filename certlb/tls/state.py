@@ -1,0 +1,144 @@
+"""What a TLS connection learnt about its client's certificate.
+
+A L{VerifyRecord} is attached to each server-side TLS connection.  The verify
+callback writes every (error, depth) into it during the handshake; afterwards
+the HTTP side reads one frozen L{ClientCertState}, built once per connection.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+from cryptography import x509
+
+from certlb.tls.verify_codes import describe
+
+if TYPE_CHECKING:
+    from OpenSSL.SSL import Connection
+
+ALL = "all"
+
+
+@attrs.frozen
+class VerifyError:
+    """One verification error: OpenSSL's code and the depth in the chain."""
+
+    code: int
+    depth: int
+
+    def __str__(self) -> str:
+        return f"{describe(self.code)} at depth {self.depth}"
+
+
+@attrs.frozen
+class VerifyPolicy:
+    """Which verification errors let a handshake go on.
+
+    @ivar crt_ignore: codes ignored at depth 0 (the client's certificate), or
+        L{ALL}.
+    @ivar ca_ignore: codes ignored at depth > 0 (the CAs of its chain), or
+        L{ALL}.
+    """
+
+    crt_ignore: frozenset[int] | str = frozenset()
+    ca_ignore: frozenset[int] | str = frozenset()
+
+    def ignores(self, code: int, depth: int) -> bool:
+        """Whether an error of C{code} at C{depth} is to be let through."""
+        ignored = self.crt_ignore if depth == 0 else self.ca_ignore
+        return ignored == ALL or code in ignored
+
+
+@attrs.frozen
+class ClientCertState:
+    """The client-certificate facts of one TLS connection (HAProxy's fetches).
+
+    @ivar has_crt: a certificate was presented in this connection's handshake
+        (C{ssl_fc_has_crt}).
+    @ivar used: the session has a client certificate, resumed sessions
+        included (C{ssl_c_used}).
+    @ivar verify: the final verification result, 0 when it passed; OpenSSL
+        reports the last error (C{ssl_c_verify}).
+    @ivar crt_err: the first error at depth 0, or 0 (C{ssl_c_err}).
+    @ivar ca_err: the first error of a CA of the chain, or 0 (C{ssl_c_ca_err}).
+    @ivar ca_err_depth: the depth of C{ca_err}, or 0 (C{ssl_c_ca_err_depth}).
+    @ivar errors: every error seen, in order.
+    @ivar certificate: the client's certificate, if any.
+    @ivar protocol: the TLS version, as in C{TLSv1.3}.
+    @ivar cipher: the cipher suite's OpenSSL name.
+    @ivar sni: the server name the client asked for, if any.
+    """
+
+    has_crt: bool = False
+    used: bool = False
+    verify: int = 0
+    crt_err: int = 0
+    ca_err: int = 0
+    ca_err_depth: int = 0
+    errors: tuple[VerifyError, ...] = ()
+    certificate: x509.Certificate | None = None
+    protocol: str | None = None
+    cipher: str | None = None
+    sni: str | None = None
+
+
+@attrs.define(eq=False)
+class VerifyRecord:
+    """Collects the verification of one connection while its handshake runs."""
+
+    policy: VerifyPolicy
+    presented: bool = False
+    errors: list[VerifyError] = attrs.Factory(list)
+    _state: ClientCertState | None = None
+
+    def verify(self, code: int, depth: int) -> bool:
+        """Record one verify callback; return whether the handshake goes on."""
+        self.presented = True
+        if code == 0:
+            return True
+        self.errors.append(VerifyError(code, depth))
+        return self.policy.ignores(code, depth)
+
+    def state(self, connection: Connection) -> ClientCertState:
+        """The connection's L{ClientCertState}, built on first use."""
+        if self._state is None:
+            self._state = self._build(connection)
+        return self._state
+
+    def _build(self, connection: Connection) -> ClientCertState:
+        crt_errors = [e for e in self.errors if e.depth == 0]
+        ca_errors = [e for e in self.errors if e.depth > 0]
+        certificate = connection.get_peer_certificate(as_cryptography=True)
+        name = connection.get_servername()
+        return ClientCertState(
+            has_crt=self.presented,
+            used=certificate is not None,
+            verify=self.errors[-1].code if self.errors else 0,
+            crt_err=crt_errors[0].code if crt_errors else 0,
+            ca_err=ca_errors[0].code if ca_errors else 0,
+            ca_err_depth=ca_errors[0].depth if ca_errors else 0,
+            errors=tuple(self.errors),
+            certificate=certificate,
+            protocol=connection.get_protocol_version_name(),
+            cipher=connection.get_cipher_name(),
+            sni=name.decode("idna") if name else None,
+        )
+
+
+def verify_record(transport: object) -> VerifyRecord | None:
+    """The L{VerifyRecord} of a TLS transport, or C{None} for plain TCP."""
+    handle = transport.getHandle()  # type: ignore[attr-defined]
+    record = getattr(handle, "verify_record", None)
+    return record if isinstance(record, VerifyRecord) else None
+
+
+def client_cert_state(transport: object) -> ClientCertState | None:
+    """The one accessor HTTP code uses: the certificate state of a transport.
+
+    @return: C{None} when the transport is not TLS.
+    """
+    record = verify_record(transport)
+    if record is None:
+        return None
+    return record.state(transport.getHandle())  # type: ignore[attr-defined]
