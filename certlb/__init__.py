@@ -6,11 +6,17 @@ The public API::
     config = load_config("etc/phase2.cfg")
     service = make_service(config, reactor)
     service.setServiceParent(application)
+
+Importing C{certlb} or C{certlb.config} does not import the reactor or any
+networking code; C{make_service} brings those in when first used.
 """
+
+from __future__ import annotations
+
+from typing import Any
 
 from certlb._version import __version__
 from certlb.config import ConfigError, load_config, parse_config
-from certlb.service import ListenError, make_service
 
 __all__ = [
     "ConfigError",
@@ -20,3 +26,11 @@ __all__ = [
     "make_service",
     "parse_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("make_service", "ListenError"):
+        from certlb import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'certlb' has no attribute {name!r}")

@@ -16,6 +16,7 @@ from certlb.config.model import Bind, Config
 from certlb.proxy.channel import FrontendFactory
 from certlb.proxy.engine import Engine
 from certlb.proxy.limits import ConnectionLimits
+from certlb.proxy.resource import FrontendResource
 from certlb.proxy.runtime import FrontendRuntime, build_runtime
 from certlb.tls.pem import PemError
 from certlb.tls.server import ServerTLS
@@ -123,6 +124,11 @@ class CertlbService(MultiService):
                 listeners.append((bind, frontend.name, factory_for_bind))
         self.listeners = ListenerService(listeners, reactor, self.limits)
         self.listeners.setServiceParent(self)
+
+    def resource(self, frontend: str) -> FrontendResource:
+        """A twisted.web resource forwarding requests through C{frontend}'s
+        rules, balancer and servers, for mounting in a C{Site} of your own."""
+        return FrontendResource(self.frontends[frontend], self.engine)
 
     def stopService(self) -> Deferred[Any]:
         d: Deferred[Any] = maybeDeferred(super().stopService)

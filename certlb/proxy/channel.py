@@ -135,6 +135,17 @@ class _UpstreamProducer:
         self.exchange.client_gone()
 
 
+class _Reject(Exception):
+    """A request that certlb refuses to handle, with the status to answer."""
+
+    def __init__(self, status: int, why: str) -> None:
+        super().__init__(why)
+        self.status = status
+
+
+# Why reading may be paused, besides a body pipe: a request waits its turn.
+_PIPELINE = "pipeline"
+
 # What the one timer of a channel is waiting for.
 _HEADERS = "http-request"
 _CLIENT = "client"
@@ -219,9 +230,15 @@ class HTTPChannel(Protocol):
     # -- reading -----------------------------------------------------------
 
     def pause_reading(self, why: object) -> None:
-        """Stop reading from the client until every reason given is resumed."""
+        """Stop reading from the client until every reason given is resumed.
+
+        While certlb does not read, the client cannot be blamed for silence:
+        C{timeout client} stops, and starts again on resuming.
+        """
         if not self._pausers and not self._closing:
             self.transport.pauseProducing()
+            if self._timer_kind == _CLIENT and not self._response_started:
+                self._cancel_timer()
         self._pausers.add(why)
 
     def resume_reading(self, why: object) -> None:
@@ -229,6 +246,8 @@ class HTTPChannel(Protocol):
             self._pausers.discard(why)
             if not self._pausers and not self._closing:
                 self.transport.resumeProducing()
+                if self._reading is not None and self._timer is None:
+                    self._arm(_CLIENT, self.frontend.client_timeout)
 
     def dataReceived(self, data: bytes) -> None:
         self._received_any = True
@@ -238,6 +257,20 @@ class HTTPChannel(Protocol):
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
             self._upgraded(data[e.args[0] :])
+        except httptools.HttpParserCallbackError as e:
+            if isinstance(e.__context__, _Reject):
+                self._bad_request(str(e.__context__), e.__context__.status)
+                return
+            # Raised by certlb's own code in a parser callback: a bug.
+            log.failure(
+                "frontend {frontend}: internal error while reading a request",
+                Failure(e.__context__ or e),
+                frontend=self.frontend.name,
+            )
+            if self._current is None and not self._closing:
+                self._answer_and_close(500)
+            else:
+                self._abort()
         except httptools.HttpParserError as e:
             self._bad_request(str(e) or e.__class__.__name__)
 
@@ -269,7 +302,7 @@ class HTTPChannel(Protocol):
         parser = self._parser
         method = parser.get_method()
         if method == b"CONNECT":
-            raise httptools.HttpParserError("certlb does not tunnel CONNECT")
+            raise _Reject(405, "CONNECT is not supported: certlb does not tunnel")
         framing, length = body_framing(self._headers)
         head = RequestHead(
             method=method,
@@ -287,7 +320,7 @@ class HTTPChannel(Protocol):
             self._start(incoming)
         else:
             self._pending.append(incoming)
-            self.pause_reading(self._pending)
+            self.pause_reading(_PIPELINE)
 
     def on_body(self, data: bytes) -> None:
         if self._reading is not None:
@@ -368,7 +401,7 @@ class HTTPChannel(Protocol):
 
     # -- errors ----------------------------------------------------------------
 
-    def _bad_request(self, why: str) -> None:
+    def _bad_request(self, why: str, status: int = 400) -> None:
         if self._closing:
             return
         log.info(
@@ -381,9 +414,9 @@ class HTTPChannel(Protocol):
         self._reading = None
         self._pending.clear()
         if self._current is None:
-            self._answer_and_close(400)
+            self._answer_and_close(status)
         else:
-            # A response is under way; it cannot be followed by a 400.
+            # A response is under way; it cannot be followed by an error.
             self._close_after = True
 
     def _answer_and_close(self, status: int) -> None:
@@ -506,7 +539,7 @@ class HTTPChannel(Protocol):
         finally:
             self._starting = False
         if not self._pending:
-            self.resume_reading(self._pending)
+            self.resume_reading(_PIPELINE)
         if self._current is None and self._reading is None and not self._closing:
             self._arm(_IDLE, self.frontend.keep_alive_timeout)
 

@@ -163,6 +163,7 @@ class Exchange:
             head.framing,
             head.method == b"HEAD",
             self.backend.server_timeout,
+            self.backend.server_close or self.frontend.server_close,
         )
 
     def _connect_failed(self, failure: Failure) -> None:

@@ -43,6 +43,7 @@ ERROR_TEXT = {
     400: "Your client sent a request that certlb could not read.",
     405: "certlb does not tunnel CONNECT requests.",
     408: "Your client did not send a complete request in time.",
+    500: "certlb met an internal error; its log says more.",
     502: "The server could not be reached or gave an invalid or incomplete response.",
     503: "No server is available to handle this request.",
     504: "The server did not respond in time.",

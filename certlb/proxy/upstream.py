@@ -74,15 +74,23 @@ class ResponseHandler(TypingProtocol):
 
 @implementer(IPushProducer)
 class _BodyProducer:
-    """Lets the server's transport pause and resume reading the client."""
+    """Lets the server's transport pause and resume reading the client.
 
-    def __init__(self, body: Any) -> None:
+    While the server takes no more of the body, it is the one keeping the
+    exchange waiting: C{timeout server} runs.
+    """
+
+    def __init__(self, connection: UpstreamConnection, body: Any) -> None:
+        self.connection = connection
         self.body = body
 
     def pauseProducing(self) -> None:
         self.body.pause()
+        self.connection._start_timer()
 
     def resumeProducing(self) -> None:
+        if not self.connection._request_sent:
+            self.connection._stop_timer()
         self.body.resume()
 
     def stopProducing(self) -> None:
@@ -150,6 +158,7 @@ class UpstreamConnection(Protocol):
         request_framing: str,
         head_request: bool,
         timeout: float,
+        close: bool = False,
     ) -> None:
         """Send a request; its response goes to C{handler}.
 
@@ -159,9 +168,13 @@ class UpstreamConnection(Protocol):
             L{CHUNKED}.
         @param head_request: the request is a HEAD, whose response has no body.
         @param timeout: C{timeout server}, in seconds: the longest silence
-            from the server while a response is awaited.
+            from the server once the request is sent, or while it does not
+            read the request body.
+        @param close: close the connection after the response (C{option
+            http-server-close}).
         """
         self._cancel_idle()
+        self._reusable = not close
         self.handler = handler
         self._headers = []
         self._head_received = False
@@ -173,9 +186,10 @@ class UpstreamConnection(Protocol):
         transport = self.transport
         assert transport is not None
         transport.write(head)
-        self._timer = self.clock.callLater(timeout, self._timed_out)
-        if request_framing != NO_BODY:
-            transport.registerProducer(_BodyProducer(body), True)
+        if request_framing == NO_BODY:
+            self._start_timer()
+        else:
+            transport.registerProducer(_BodyProducer(self, body), True)
             body.attach(self)
 
     def body_data(self, data: bytes) -> None:
@@ -193,8 +207,21 @@ class UpstreamConnection(Protocol):
             self.transport.write(LAST_CHUNK)
         self.transport.unregisterProducer()
         self._request_sent = True
+        self._start_timer()
 
     # -- response -------------------------------------------------------------
+
+    def _start_timer(self) -> None:
+        """Start, or restart, C{timeout server}."""
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self._timeout)
+        elif self.handler is not None:
+            self._timer = self.clock.callLater(self._timeout, self._timed_out)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
     def dataReceived(self, data: bytes) -> None:
         if self._timer is not None and self._timer.active():
@@ -273,9 +300,11 @@ class UpstreamConnection(Protocol):
         handler, self.handler = self.handler, None
         self._cancel_timers()
         self._reusable = self._reusable and keep_alive and self._request_sent
+        # Back to the pool first, so that the client's next request (perhaps
+        # already waiting) can use this connection.
+        self.pool.release(self)
         assert handler is not None
         handler.response_end()
-        self.pool.release(self)
 
     def _fail(self, failure: UpstreamError) -> None:
         handler, self.handler = self.handler, None
@@ -301,16 +330,14 @@ class UpstreamConnection(Protocol):
         if not self._paused and self.connected:
             self._paused = True
             self.transport.pauseProducing()
-            if self._timer is not None and self._timer.active():
-                self._timer.cancel()
-                self._timer = None
+            self._stop_timer()
 
     def resume(self) -> None:
         if self._paused and self.connected:
             self._paused = False
             self.transport.resumeProducing()
-            if self.handler is not None and self._timer is None:
-                self._timer = self.clock.callLater(self._timeout, self._timed_out)
+            if self._request_sent:
+                self._start_timer()
 
     def abandon(self) -> None:
         """The client went away: this connection's state is unknown, close it."""
@@ -341,9 +368,7 @@ class UpstreamConnection(Protocol):
 
     def _cancel_timers(self) -> None:
         self._cancel_idle()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._stop_timer()
 
 
 def _has_length(headers: Headers) -> bool:
