@@ -64,8 +64,6 @@ class _ExitOnListenError(MultiService):
 
 
 def makeService(options: Options) -> IService:
-    from twisted.internet import reactor
-
     try:
         config = load_config(*options["config"])
     except ConfigError as e:
@@ -73,6 +71,8 @@ def makeService(options: Options) -> IService:
         raise SystemExit(1) from None
     for warning in config.warnings:
         log.warn("{problem}", problem=str(warning))
+    from twisted.internet import reactor
+
     top = _ExitOnListenError()
     service: Any = make_service(config, reactor)
     service.setServiceParent(top)

@@ -26,8 +26,13 @@ class ConnectionLimits:
     _paused: set[int] = attrs.Factory(set)
 
     def add_port(self, frontend: str, port: object) -> None:
-        """A listening port of C{frontend}, to pause when a limit is reached."""
-        self._ports.setdefault(frontend, []).append(port)
+        """A listening port of C{frontend}, to pause when a limit is reached.
+
+        (A port that cannot pause is not paused: connections over the limit
+        are then closed as soon as they are accepted.)
+        """
+        if hasattr(port, "stopReading") and hasattr(port, "startReading"):
+            self._ports.setdefault(frontend, []).append(port)
 
     def count(self, frontend: str) -> int:
         return self._counts.get(frontend, 0)

@@ -128,8 +128,8 @@ class VerifyRecord:
 
 def verify_record(transport: object) -> VerifyRecord | None:
     """The L{VerifyRecord} of a TLS transport, or C{None} for plain TCP."""
-    handle = transport.getHandle()  # type: ignore[attr-defined]
-    record = getattr(handle, "verify_record", None)
+    get_handle = getattr(transport, "getHandle", None)
+    record = getattr(get_handle(), "verify_record", None) if get_handle else None
     return record if isinstance(record, VerifyRecord) else None
 
 

@@ -1,0 +1,113 @@
+"""The twistd plugin: found by twistd, options, and how it starts and fails."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+from twisted.application.service import IService, IServiceMaker, Service
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from certlb import tap
+from certlb.service import ListenError
+from tests.helpers import write_config
+
+
+class PluginTests(SynchronousTestCase):
+    def maker(self) -> IServiceMaker:
+        makers = [m for m in getPlugins(IServiceMaker) if m.tapname == "certlb"]
+        self.assertEqual(len(makers), 1)
+        return makers[0]
+
+    def test_found_by_twistd(self) -> None:
+        """twistd finds exactly one plugin named certlb, a valid IServiceMaker."""
+        maker = self.maker()
+        self.assertTrue(verifyObject(IServiceMaker, maker))
+        self.assertIs(maker.options, tap.Options)
+
+    def test_no_package_init(self) -> None:
+        """twisted/plugins has no __init__.py of certlb's (it would hide
+        Twisted's own plugins)."""
+        import os
+
+        here = os.path.join(os.path.dirname(__file__), "..", "twisted", "plugins")
+        self.assertFalse(os.path.exists(os.path.join(here, "__init__.py")))
+
+
+BROKEN = "frontend f\n mode http\n bind :0\n default_backend nope\n"
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_config_repeatable(self) -> None:
+        """--config and -f may be given several times, and keep their order."""
+        options = tap.Options()
+        options.parseOptions(["--config", "a.cfg", "-f", "b.cfg", "--config=c.cfg"])
+        self.assertEqual(options["config"], ["a.cfg", "b.cfg", "c.cfg"])
+
+    def test_config_required(self) -> None:
+        """Without a configuration file, the options are refused with a hint."""
+        with self.assertRaises(usage.UsageError) as raised:
+            tap.Options().parseOptions([])
+        self.assertIn("--config FILE", str(raised.exception))
+
+    def test_check_valid(self) -> None:
+        """--check on a valid configuration prints that it is valid and exits 0."""
+        path = write_config(
+            self, "frontend f\n mode http\n bind :0\n default_backend b\n"
+            "backend b\n mode http\n server s 127.0.0.1:80\n",
+        )  # fmt: skip
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as raised:
+            tap.Options().parseOptions(["--check", "--config", path])
+        self.assertEqual(raised.exception.code, 0)
+        self.assertIn("configuration is valid", out.getvalue())
+
+    def test_check_invalid(self) -> None:
+        """--check on a configuration with an error prints it and exits 1."""
+        path = write_config(
+            self, "frontend f\n mode http\n bind :0\n default_backend nope\n"
+        )
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit) as raised:
+            tap.Options().parseOptions(["-c", "-f", path])
+        self.assertEqual(raised.exception.code, 1)
+        self.assertIn(f"{path}:4: error: default_backend 'nope'", out.getvalue())
+
+    def test_make_service_with_errors_exits(self) -> None:
+        """makeService prints every problem to stderr and exits 1 when the
+        configuration has errors, before anything starts."""
+        path = write_config(
+            self, "frontend f\n mode http\n bind :0\n default_backend nope\n"
+        )
+        options = tap.Options()
+        options.parseOptions(["--config", path])
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit) as raised:
+            tap.makeService(options)
+        self.assertEqual(raised.exception.code, 1)
+        self.assertIn("default_backend 'nope'", err.getvalue())
+
+
+class _Refuses(Service):
+    def privilegedStartService(self) -> None:
+        raise ListenError("frontend 'fe' cannot listen on 127.0.0.1:80 (x.cfg:3): busy")
+
+
+class ListenErrorTests(SynchronousTestCase):
+    def test_listen_error_is_a_clean_exit(self) -> None:
+        """A port that cannot be bound ends twistd with the message, not a
+        traceback."""
+        top = tap._ExitOnListenError()
+        _Refuses().setServiceParent(top)
+        with self.assertRaises(SystemExit) as raised:
+            IService(top).privilegedStartService()
+        self.assertEqual(
+            raised.exception.code,
+            "certlb: frontend 'fe' cannot listen on 127.0.0.1:80 (x.cfg:3): busy",
+        )
