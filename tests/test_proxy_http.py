@@ -348,6 +348,15 @@ class ErrorTests(ProxyTestCase):
         self.accept().respond(b"SSH-2.0-OpenSSH\r\n")
         self.assertStatus(client.received(), 502)
 
+    def test_huge_response_head_is_502(self) -> None:
+        """A server whose response head is over 64 KiB gives a 502."""
+        client = self.connect_client()
+        client.get()
+        server = self.accept()
+        server.respond(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+        self.assertStatus(client.received(), 502)
+        self.assertTrue(server.transport.disconnecting)
+
     def test_closed_without_response_is_502(self) -> None:
         """A server that closes without answering gives a 502."""
         client = self.connect_client()
@@ -441,6 +450,23 @@ class ChannelRequestTests(ProxyTestCase):
         )
         self.assertStatus(client.received(), 400)
 
+    def test_huge_head_is_431(self) -> None:
+        """A request head over 64 KiB gets a 431 and is not forwarded."""
+        client = self.connect_client()
+        client.send(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n"
+        )
+        response = client.received()
+        self.assertStatus(response, 431)
+        self.assertTrue(client.closed)
+        self.assertEqual(self.pending_connections(), [])
+
+    def test_too_many_headers_is_431(self) -> None:
+        """More than 100 header lines get a 431."""
+        client = self.connect_client()
+        client.send(b"GET / HTTP/1.1\r\n" + b"X-A: 1\r\n" * 101 + b"\r\n")
+        self.assertStatus(client.received(), 431)
+
     def test_connect_is_405(self) -> None:
         """CONNECT is refused with 405: certlb does not tunnel."""
         client = self.connect_client()
@@ -516,6 +542,16 @@ class ChannelTimeoutTests(ProxyTestCase):
         self.assertFalse(client.closed)
         self.reactor.advance(0.2)
         self.assertTrue(client.closed)
+
+    def test_partial_pipelined_request_gets_408(self) -> None:
+        """A request that begins behind another but never completes gets a 408
+        once the first is answered and 'timeout http-request' has passed."""
+        client = self.connect_client()
+        client.send(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHo")
+        self.accept().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        self.assertStatus(client.received(), 200)
+        self.reactor.advance(5.1)
+        self.assertStatus(client.received(), 408)
 
     def test_slow_upload_times_out(self) -> None:
         """A client that stops sending its body for 'timeout client' is cut."""

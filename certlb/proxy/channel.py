@@ -146,6 +146,11 @@ class _Reject(Exception):
 # Why reading may be paused, besides a body pipe: a request waits its turn.
 _PIPELINE = "pipeline"
 
+# The most a request line and headers may take, as with HAProxy's and nginx's
+# buffers: beyond, the client gets 431.
+MAX_HEAD_BYTES = 65536
+MAX_HEADERS = 100
+
 # What the one timer of a channel is waiting for.
 _HEADERS = "http-request"
 _CLIENT = "client"
@@ -171,6 +176,8 @@ class HTTPChannel(Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._url: list[bytes] = []
         self._headers: Headers = []
+        self._head_bytes = 0
+        self._in_head = False
         self._reading: Incoming | None = None
         self._current: Exchange | None = None
         self._pending: deque[Incoming] = deque()
@@ -287,18 +294,31 @@ class HTTPChannel(Protocol):
     def on_message_begin(self) -> None:
         self._url = []
         self._headers = []
+        self._head_bytes = 0
+        self._in_head = True
         if self._current is None:
             self._arm(_HEADERS, self.frontend.http_request_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._url.append(url)
+        self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._reading is None:
             self._headers.append((name, value))
+            self._count(len(name) + len(value))
         # else: a trailer field after a chunked body; trailers are not forwarded.
 
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) > MAX_HEADERS:
+            raise _Reject(
+                431,
+                f"request head over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers",
+            )
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
         parser = self._parser
         method = parser.get_method()
         if method == b"CONNECT":
@@ -369,7 +389,7 @@ class HTTPChannel(Protocol):
         if kind == _HEADERS:
             if self._current is not None:
                 return
-            if self._url or self._headers or self._reading is not None:
+            if self._in_head or self._reading is not None:
                 log.info(
                     "frontend {frontend}: {client} sent no complete request in "
                     "time (timeout http-request)",
@@ -541,7 +561,10 @@ class HTTPChannel(Protocol):
         if not self._pending:
             self.resume_reading(_PIPELINE)
         if self._current is None and self._reading is None and not self._closing:
-            self._arm(_IDLE, self.frontend.keep_alive_timeout)
+            if self._in_head:  # the next request has begun to arrive
+                self._arm(_HEADERS, self.frontend.http_request_timeout)
+            else:
+                self._arm(_IDLE, self.frontend.keep_alive_timeout)
 
 
 def _ssl_reason(reason: Failure) -> str:

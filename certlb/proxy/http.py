@@ -33,7 +33,8 @@ REASONS = {
     304: b"Not Modified", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
     404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
-    413: b"Payload Too Large", 500: b"Internal Server Error",
+    413: b"Payload Too Large", 431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
     501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
     504: b"Gateway Timeout",
 }  # fmt: skip
@@ -43,6 +44,7 @@ ERROR_TEXT = {
     400: "Your client sent a request that certlb could not read.",
     405: "certlb does not tunnel CONNECT requests.",
     408: "Your client did not send a complete request in time.",
+    431: "The request line and headers are too large.",
     500: "certlb met an internal error; its log says more.",
     502: "The server could not be reached or gave an invalid or incomplete response.",
     503: "No server is available to handle this request.",

@@ -38,6 +38,8 @@ from certlb.proxy.http import (
 
 log = Logger()
 
+MAX_HEAD_BYTES = 65536
+MAX_HEADERS = 100
 IDLE_TIMEOUT = 5.0  # seconds an unused connection to a server stays open
 MAX_IDLE_PER_SERVER = 64
 
@@ -115,6 +117,7 @@ class UpstreamConnection(Protocol):
         self._headers: Headers = []
         self._framing = NO_BODY
         self._head_received = False
+        self._head_bytes = 0
         self._request_framing = NO_BODY
         self._request_sent = False
         self._head_request = False
@@ -233,6 +236,13 @@ class UpstreamConnection(Protocol):
             return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as e:
+            cause = e.__context__
+            if not isinstance(cause, httptools.HttpParserError):
+                log.failure(
+                    "internal error while reading a response", Failure(cause or e)
+                )
+            self._fail(UpstreamError(502, f"invalid response from the server: {cause}"))
         except httptools.HttpParserError as e:
             self._fail(UpstreamError(502, f"invalid response from the server: {e}"))
         except httptools.HttpParserUpgrade:
@@ -241,6 +251,7 @@ class UpstreamConnection(Protocol):
     def on_message_begin(self) -> None:
         self._headers = []
         self._reason = b""
+        self._head_bytes = 0
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -248,6 +259,9 @@ class UpstreamConnection(Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._head_received:
             self._headers.append((name, value))
+            self._head_bytes += len(name) + len(value)
+            if self._head_bytes > MAX_HEAD_BYTES or len(self._headers) > MAX_HEADERS:
+                raise httptools.HttpParserError("response head too large")
 
     def on_headers_complete(self) -> None:
         handler = self.handler
