@@ -66,10 +66,11 @@ def _load(
     problems: list[Problem],
     environ: Mapping[str, str] | None,
 ) -> tuple[Config, list[Problem]]:
-    config, found = parse(sources, os.environ if environ is None else environ)
+    config, found, incomplete = parse(
+        sources, os.environ if environ is None else environ
+    )
     problems.extend(found)
-    if not any(p.severity == ERROR for p in problems):
-        problems.extend(check(config))
+    problems.extend(check(config, incomplete))
     unique = sorted(set(problems), key=lambda p: (p.location, p.message))
     warnings = tuple(p for p in unique if p.severity != ERROR)
     return attrs.evolve(config, warnings=warnings), unique

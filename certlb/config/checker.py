@@ -6,12 +6,13 @@ none stops the others, so C{certlb check} can print them all at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from certlb.config.errors import WARNING, Location, Problem, suggest
-from certlb.config.model import Backend, Bind, Config, Frontend
+from certlb.config.model import AclDef, Backend, Bind, Condition, Config, Frontend
 from certlb.rules.acl import (
     RuleError,
+    UndefinedAcl,
     acls_by_name,
     compile_acl,
     compile_condition,
@@ -20,17 +21,24 @@ from certlb.rules.acl import (
 from certlb.tls.pem import PemError, load_ca_certificates, load_key_pair
 
 
-def check(config: Config) -> list[Problem]:
-    """Every problem of C{config} that the parser could not see alone."""
+def check(config: Config, incomplete: Iterable[str] = ()) -> list[Problem]:
+    """Every problem of C{config} that the parser could not see alone.
+
+    @param incomplete: names of proxies that had a line the parser could not
+        read: what is missing from them (no bind, no server, an undefined
+        ACL) is then most likely that line, already reported, and not said
+        again.
+    """
+    skip = frozenset(incomplete)
     problems: list[Problem] = []
     _unique(problems, "frontend", config.frontends)
     _unique(problems, "backend", config.backends)
     _binds_unique(problems, config.frontends)
     backends = {b.name: b for b in config.backends}
     for frontend in config.frontends:
-        _frontend(problems, frontend, backends)
+        _frontend(problems, frontend, backends, frontend.name not in skip)
     for backend in config.backends:
-        _backend(problems, backend)
+        _backend(problems, backend, backend.name not in skip)
     return problems
 
 
@@ -68,9 +76,12 @@ def _binds_unique(problems: list[Problem], frontends: Iterable[Frontend]) -> Non
 
 
 def _frontend(
-    problems: list[Problem], frontend: Frontend, backends: dict[str, Backend]
+    problems: list[Problem],
+    frontend: Frontend,
+    backends: dict[str, Backend],
+    complete: bool,
 ) -> None:
-    if not frontend.binds:
+    if not frontend.binds and complete:
         problems.append(
             Problem(
                 frontend.location,
@@ -81,7 +92,9 @@ def _frontend(
         )
     for bind in frontend.binds:
         _bind(problems, bind)
-    if frontend.default_backend is None and not frontend.use_backends:
+    if not complete:
+        pass
+    elif frontend.default_backend is None and not frontend.use_backends:
         problems.append(
             Problem(
                 frontend.location,
@@ -118,10 +131,16 @@ def _frontend(
                     + f" (backends: {known})",
                 )
             )
-    _rules(problems, frontend.acls, [u.condition for u in frontend.use_backends])
+    conditions = [u.condition for u in frontend.use_backends if u.condition]
+    _rules(problems, frontend.acls, conditions, complete)
 
 
-def _rules(problems: list[Problem], acls, conditions) -> None:  # type: ignore[no-untyped-def]
+def _rules(
+    problems: list[Problem],
+    acls: Sequence[AclDef],
+    conditions: Sequence[Condition],
+    complete: bool,
+) -> None:
     named = acls_by_name(acls)
     for acl in acls:
         try:
@@ -139,10 +158,11 @@ def _rules(problems: list[Problem], acls, conditions) -> None:  # type: ignore[n
                 )
             )
     for condition in conditions:
-        if condition is None:
-            continue
         try:
             compile_condition(condition, named)
+        except UndefinedAcl as e:
+            if complete:
+                problems.append(Problem(e.location, e.message))
         except RuleError as e:
             if not any(p.location == e.location for p in problems):
                 problems.append(Problem(e.location, e.message))
@@ -186,7 +206,7 @@ def _bind(problems: list[Problem], bind: Bind) -> None:
             )
 
 
-def _backend(problems: list[Problem], backend: Backend) -> None:
+def _backend(problems: list[Problem], backend: Backend, complete: bool) -> None:
     seen: dict[str, Location] = {}
     for server in backend.servers:
         if server.name in seen:
@@ -205,7 +225,9 @@ def _backend(problems: list[Problem], backend: Backend) -> None:
                     server.location, f"server '{server.name}': port 0 is not a port"
                 )
             )
-    if not backend.servers:
+    if not complete:
+        pass
+    elif not backend.servers:
         problems.append(
             Problem(
                 backend.location,
@@ -223,4 +245,4 @@ def _backend(problems: list[Problem], backend: Backend) -> None:
                 WARNING,
             )
         )
-    _rules(problems, backend.acls, [])
+    _rules(problems, backend.acls, [], complete)

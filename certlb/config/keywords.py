@@ -38,11 +38,6 @@ from certlb.config.model import (
     UseBackend,
 )
 
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
 PROXY_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 SECTION_NAMES = {
     "g": "global", "d": "defaults", "f": "frontend", "l": "listen", "b": "backend",
@@ -199,7 +194,7 @@ def _mode(ctx: Context) -> None:
     ctx.no_more(2)
 
 
-BIND_OPTIONS_LATER = _words(
+BIND_OPTIONS_LATER = frozenset(
     """
     crt-ignore-err ca-ignore-err crl-file alpn npn ciphers ciphersuites
     curves ecdhe ssl-min-ver ssl-max-ver no-sslv3 no-tlsv10 no-tlsv11
@@ -209,7 +204,7 @@ BIND_OPTIONS_LATER = _words(
     accept-netscaler-cip transparent v4v6 v6only interface defer-accept tfo
     process thread maxconn backlog mss nice namespace level mode user group
     uid gid severity-output expose-fd proto quic-cc-algo
-    """
+    """.split()
 )
 
 
@@ -275,7 +270,7 @@ def _str_or_none(value: str | bool | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-SERVER_OPTIONS_LATER = _words(
+SERVER_OPTIONS_LATER = frozenset(
     """
     inter fastinter downinter rise fall port addr backup maxconn minconn
     maxqueue observe error-limit on-error on-marked-down on-marked-up
@@ -283,7 +278,7 @@ SERVER_OPTIONS_LATER = _words(
     check-ssl check-sni no-check-ssl agent-check agent-port agent-inter
     cookie track send-proxy send-proxy-v2 resolvers init-addr id redir
     source pool-max-conn pool-purge-delay alpn proto
-    """
+    """.split()
 )
 
 
@@ -372,7 +367,7 @@ TIMEOUTS = {
     "http-request": "dflb",
     "http-keep-alive": "dflb",
 }
-TIMEOUTS_LATER = _words("queue check tunnel client-fin server-fin tarpit")
+TIMEOUTS_LATER = frozenset("queue check tunnel client-fin server-fin tarpit".split())
 
 
 def _timeout(ctx: Context) -> None:
@@ -501,7 +496,7 @@ KEYWORDS: dict[str, Keyword] = {
 _LATER = "'{name}' is an HAProxy keyword that certlb does not implement yet"
 UNSUPPORTED: dict[str, str] = {
     name: _LATER
-    for name in _words(
+    for name in frozenset(
         """
         reqadd reqrep reqdel rspadd redirect http-request http-response
         http-after-response tcp-request tcp-response stick-table stick
@@ -514,7 +509,7 @@ UNSUPPORTED: dict[str, str] = {
         ssl-default-bind-ciphers ssl-default-bind-ciphersuites
         ssl-default-server-options tune.ssl.default-dh-param crt-base
         ca-base hard-stop-after grace description
-        """
+        """.split()
     )
 }
 UNSUPPORTED.update(

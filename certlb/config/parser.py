@@ -36,16 +36,16 @@ class Section:
     location: Location
     base_dir: str
     draft: keywords.Draft
-    explicit_mode: bool = False
 
 
 def parse(
     sources: Sequence[tuple[str, str]], environ: Mapping[str, str]
-) -> tuple[Config, list[Problem]]:
+) -> tuple[Config, list[Problem], frozenset[str]]:
     """Parse C{(filename, text)} pairs, in order, as one configuration.
 
-    @return: the configuration read, and every problem met on the way.  When
-        any problem is an error, the configuration is incomplete.
+    @return: the configuration read, every problem met on the way, and the
+        names of the proxies with a line that could not be read (checks that
+        would only repeat that problem skip them).
     """
     problems: list[Problem] = []
     reader = _Reader(problems)
@@ -54,7 +54,8 @@ def parse(
         for line in tokenize(text, filename, environ, problems):
             reader.line(line)
         reader.close_section()
-    return reader.config(tuple(name for name, _ in sources)), problems
+    config = reader.config(tuple(name for name, _ in sources))
+    return config, problems, frozenset(reader.incomplete)
 
 
 class _Reader:
@@ -66,6 +67,7 @@ class _Reader:
         self.named_defaults: dict[str, keywords.Draft] = {}
         self.frontends: list[Frontend] = []
         self.backends: list[Backend] = []
+        self.incomplete: set[str] = set()
         self.base_dir = "."
         self.filename = ""
 
@@ -187,6 +189,7 @@ class _Reader:
         entry = keywords.KEYWORDS.get(name)
         if entry is None or kind[0] not in entry.sections:
             self.unknown(first, kind, entry)
+            self.incomplete.add(self.section.name)
             return
         try:
             entry.handler(
@@ -195,6 +198,7 @@ class _Reader:
             )  # fmt: skip
         except SyntaxProblem as e:
             self.error(e.location, e.message)
+            self.incomplete.add(self.section.name)
         if name == "mode":
             self.section.draft.mode_set = True
 

@@ -10,7 +10,7 @@ from zope.interface import implementer
 
 from certlb.config.errors import Location, suggest
 from certlb.config.model import AclDef, AclTerm, Condition, SampleExpression
-from certlb.rules.fetches import CONVERTERS, FETCHES
+from certlb.rules.fetches import CONVERTERS, CONVERTERS_LATER, FETCHES, FETCHES_LATER
 from certlb.rules.interfaces import ICondition, IRequestContext
 from certlb.rules.matching import DEFAULT_METHOD, compile_matcher
 
@@ -24,12 +24,22 @@ class RuleError(Exception):
         self.message = message
 
 
+class UndefinedAcl(RuleError):
+    """A condition names an ACL that no C{acl} line defines."""
+
+
 Sample = Callable[[IRequestContext], Any]
 
 
 def compile_expression(expression: SampleExpression) -> tuple[Sample, str]:
     """Compile a fetch and its converters into one function, and its output type."""
     fetch = FETCHES.get(expression.fetch)
+    if fetch is None and expression.fetch in FETCHES_LATER:
+        raise RuleError(
+            expression.location,
+            f"fetch '{expression.fetch}' is an HAProxy fetch that certlb does "
+            "not implement yet",
+        )
     if fetch is None:
         raise RuleError(
             expression.location,
@@ -42,6 +52,12 @@ def compile_expression(expression: SampleExpression) -> tuple[Sample, str]:
     output: str = fetch.output
     for name, args in expression.converters:
         converter = CONVERTERS.get(name)
+        if converter is None and name in CONVERTERS_LATER:
+            raise RuleError(
+                expression.location,
+                f"converter '{name}' is an HAProxy converter that certlb does "
+                "not implement yet",
+            )
         if converter is None:
             raise RuleError(
                 expression.location,
@@ -152,7 +168,7 @@ def compile_condition(
         if term.name not in cache:
             lines = acls.get(term.name)
             if not lines:
-                raise RuleError(
+                raise UndefinedAcl(
                     term.location,
                     f"no ACL is named '{term.name}' in this section"
                     + suggest(term.name, acls)

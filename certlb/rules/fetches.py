@@ -68,4 +68,28 @@ BUILTIN_CONVERTERS: tuple[IConverter, ...] = (
 )
 
 FETCHES: dict[str, IFetch] = {f.name: f for f in BUILTIN_FETCHES}
+
+# HAProxy's names that certlb knows but does not implement yet: using one is
+# an error that says so, rather than "unknown".
+FETCHES_LATER = frozenset(
+    """
+    ssl_c_used ssl_c_verify ssl_c_err ssl_c_ca_err ssl_c_ca_err_depth ssl_fc
+    ssl_fc_sni ssl_fc_protocol ssl_fc_cipher ssl_fc_is_resumed ssl_c_s_dn
+    ssl_c_i_dn ssl_c_serial ssl_c_sha1 ssl_c_der ssl_c_chain_der ssl_c_notbefore
+    ssl_c_notafter ssl_c_version ssl_c_sig_alg ssl_c_key_alg ssl_c_san
+    ssl_c_r_dn ssl_f_s_dn ssl_f_i_dn ssl_f_serial ssl_f_sha1 ssl_f_der
+    ssl_f_notbefore ssl_f_notafter ssl_f_version ssl_f_sig_alg ssl_f_key_alg
+    path path_beg path_end path_reg path_sub path_dir path_dom path_len url
+    url_beg url_end url_reg url_sub url_param query method hdr hdr_beg hdr_end
+    hdr_sub hdr_reg hdr_cnt hdr_val req.hdr req.hdr_cnt req.cook cook src
+    src_port dst dst_port base base_beg base_sub req_ssl_sni http_auth nbsrv
+    srv_is_up be_id fe_id
+    """.split()
+)
 CONVERTERS: dict[str, IConverter] = {c.name: c for c in BUILTIN_CONVERTERS}
+CONVERTERS_LATER = frozenset(
+    """
+    hex base64 x509_v_err_str add sub digest sha1 sha2 regsub url_enc field
+    bytes map map_str map_beg map_sub map_reg map_ip json
+    """.split()
+)
