@@ -62,7 +62,7 @@ def parse_port(port_text: str, what: str, text: str) -> int:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ValueError(
             f"{what} {text!r}: {port_text!r} is not a port; give a number "
-            "from 1 to 65535"
+            "from 1 to 65535 (or 0, on a bind line, for any free port)"
         )
     return int(port_text)
 

@@ -12,11 +12,11 @@ from certlb.config.errors import WARNING, Location, Problem, suggest
 from certlb.config.model import AclDef, Backend, Bind, Condition, Config, Frontend
 from certlb.rules.acl import (
     RuleError,
-    UndefinedAcl,
     acls_by_name,
     compile_acl,
     compile_condition,
     never_matches,
+    undefined_acls,
 )
 from certlb.tls.pem import PemError, load_ca_certificates, load_key_pair
 
@@ -24,10 +24,10 @@ from certlb.tls.pem import PemError, load_ca_certificates, load_key_pair
 def check(config: Config, incomplete: Iterable[str] = ()) -> list[Problem]:
     """Every problem of C{config} that the parser could not see alone.
 
-    @param incomplete: names of proxies that had a line the parser could not
-        read: what is missing from them (no bind, no server, an undefined
-        ACL) is then most likely that line, already reported, and not said
-        again.
+    @param incomplete: proxies (C{"frontend NAME"}, C{"backend NAME"}) that
+        had a line the parser could not read: what is missing from them (no
+        bind, no server, an undefined ACL) is then most likely that line,
+        already reported, and not said again.
     """
     skip = frozenset(incomplete)
     problems: list[Problem] = []
@@ -36,9 +36,9 @@ def check(config: Config, incomplete: Iterable[str] = ()) -> list[Problem]:
     _binds_unique(problems, config.frontends)
     backends = {b.name: b for b in config.backends}
     for frontend in config.frontends:
-        _frontend(problems, frontend, backends, frontend.name not in skip)
+        _frontend(problems, frontend, backends, f"frontend {frontend.name}" not in skip)
     for backend in config.backends:
-        _backend(problems, backend, backend.name not in skip)
+        _backend(problems, backend, f"backend {backend.name}" not in skip)
     return problems
 
 
@@ -158,11 +158,13 @@ def _rules(
                 )
             )
     for condition in conditions:
+        undefined = undefined_acls(condition, named)
+        if undefined:
+            if complete:
+                problems.extend(Problem(e.location, e.message) for e in undefined)
+            continue
         try:
             compile_condition(condition, named)
-        except UndefinedAcl as e:
-            if complete:
-                problems.append(Problem(e.location, e.message))
         except RuleError as e:
             if not any(p.location == e.location for p in problems):
                 problems.append(Problem(e.location, e.message))

@@ -148,6 +148,7 @@ def parse_condition(words: Sequence[Word]) -> Condition:
     groups: list[tuple[AclTerm, ...]] = []
     terms: list[AclTerm] = []
     negated = False
+    separator = keyword
     i = 1
 
     def close_group(at: Word) -> None:
@@ -158,7 +159,9 @@ def parse_condition(words: Sequence[Word]) -> Condition:
                 at.location,
                 f"empty condition after '{keyword.text}'"
                 if not groups
-                else f"nothing between 'or' and {at.text!r}",
+                else f"nothing after {at.text!r}"
+                if at is separator
+                else f"nothing between {separator.text!r} and {at.text!r}",
             )
         groups.append(tuple(terms))
         terms.clear()
@@ -169,6 +172,7 @@ def parse_condition(words: Sequence[Word]) -> Condition:
             negated = not negated
         elif _is(word, "or") or _is(word, "||"):
             close_group(word)
+            separator = word
         elif _is(word, "{"):
             end = next(
                 (j for j in range(i + 1, len(words)) if _is(words[j], "}")), None

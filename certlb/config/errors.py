@@ -54,7 +54,13 @@ class ConfigError(Exception):
         return [p for p in self.problems if p.severity == ERROR]
 
 
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice that C{name} is most likely a misspelling of, if any."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """A C{"; did you mean 'X'?"} hint for a misspelt C{name}, or C{""}."""
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
+    close = closest(name, choices)
+    return f"; did you mean '{close}'?" if close else ""

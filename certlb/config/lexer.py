@@ -6,7 +6,8 @@ C{\\'}, C{\\"}, C{\\r}, C{\\n}, C{\\t}, C{\\xHH}; any other backslash is kept, s
 regular expressions read as written); text in single quotes is taken as it
 is; text in double quotes has its escapes and its environment variables
 (C{$NAME}, C{${NAME}}) expanded.  Braces, C{!} and C{||} are ordinary words
-here; the parser gives them meaning, unless they were quoted or escaped.
+here; the parser gives them meaning, unless they were quoted (C{"{"} is a
+word, not a brace).
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ def tokenize(
     Problems (an unterminated quote, a bad escape) are appended to
     C{problems}; the line is still yielded with what could be read.
     """
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only (as for HAProxy), so that line numbers match
+    # what editors show even with form feeds or Unicode separators.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.removesuffix("\r")
         words = _split(raw, filename, number, environ, problems)
         if words:
             yield Line(tuple(words))
@@ -104,7 +108,8 @@ def _split(
             i += 1
             continue
         if c == "\\":
-            if start is None:
+            # A backslash that ends the line escapes nothing: no empty word.
+            if start is None and i + 1 < n:
                 start = i
             literal = True
             i = _escape(raw, i, current, here, problems)

@@ -44,8 +44,9 @@ def parse(
     """Parse C{(filename, text)} pairs, in order, as one configuration.
 
     @return: the configuration read, every problem met on the way, and the
-        names of the proxies with a line that could not be read (checks that
-        would only repeat that problem skip them).
+        proxies with a line that could not be read, as C{"frontend NAME"} and
+        C{"backend NAME"} (checks that would only repeat that problem skip
+        them).
     """
     problems: list[Problem] = []
     reader = _Reader(problems)
@@ -181,15 +182,21 @@ class _Reader:
         kind = self.section.kind
         first = words[0]
         name = first.text
-        if name == "no" and len(words) > 1 and words[1].text == "option":
+        negate = name == "no"
+        if negate:
+            if len(words) < 2 or words[1].text != "option":
+                self.error(
+                    first.location,
+                    "'no' can only come before 'option', as in "
+                    "'no option http-server-close'",
+                )
+                self._incomplete()
+                return
             name, words = "option", words[1:]
-            negate = True
-        else:
-            negate = False
         entry = keywords.KEYWORDS.get(name)
         if entry is None or kind[0] not in entry.sections:
             self.unknown(first, kind, entry)
-            self.incomplete.add(self.section.name)
+            self._incomplete()
             return
         try:
             entry.handler(
@@ -198,9 +205,17 @@ class _Reader:
             )  # fmt: skip
         except SyntaxProblem as e:
             self.error(e.location, e.message)
-            self.incomplete.add(self.section.name)
+            self._incomplete()
         if name == "mode":
             self.section.draft.mode_set = True
+
+    def _incomplete(self) -> None:
+        assert self.section is not None
+        kind, name = self.section.kind, self.section.name
+        if kind in ("frontend", "listen"):
+            self.incomplete.add(f"frontend {name}")
+        if kind in ("backend", "listen"):
+            self.incomplete.add(f"backend {name}")
 
     def unknown(self, word: Word, kind: str, entry: keywords.Keyword | None) -> None:
         name = word.text

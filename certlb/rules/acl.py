@@ -8,11 +8,11 @@ from typing import Any
 import attrs
 from zope.interface import implementer
 
-from certlb.config.errors import Location, suggest
+from certlb.config.errors import Location, closest, suggest
 from certlb.config.model import AclDef, AclTerm, Condition, SampleExpression
 from certlb.rules.fetches import CONVERTERS, CONVERTERS_LATER, FETCHES, FETCHES_LATER
 from certlb.rules.interfaces import ICondition, IRequestContext
-from certlb.rules.matching import DEFAULT_METHOD, compile_matcher
+from certlb.rules.matching import DEFAULT_METHOD, as_text, compile_matcher
 
 
 class RuleError(Exception):
@@ -67,9 +67,18 @@ def compile_expression(expression: SampleExpression) -> tuple[Sample, str]:
             convert = converter.compile(args)
         except ValueError as e:
             raise RuleError(expression.location, str(e)) from None
+        if converter.input == "str" and output != "str":
+            # Cast, as HAProxy does, so that a converter of text gets text.
+            convert = _after(as_text, convert)
         function = _chain(function, convert)
         output = converter.output
     return function, output
+
+
+def _after(
+    cast: Callable[[Any], Any], convert: Callable[[Any], Any]
+) -> Callable[[Any], Any]:
+    return lambda value: convert(cast(value))
 
 
 def _chain(first: Sample, then: Callable[[Any], Any]) -> Sample:
@@ -168,13 +177,7 @@ def compile_condition(
         if term.name not in cache:
             lines = acls.get(term.name)
             if not lines:
-                raise UndefinedAcl(
-                    term.location,
-                    f"no ACL is named '{term.name}' in this section"
-                    + suggest(term.name, acls)
-                    + f"; define it with 'acl {term.name} FETCH [PATTERN...]' or "
-                    "write an anonymous ACL in braces, as in { ssl_fc_has_crt }",
-                )
+                raise _undefined(term, acls)
             compiled = [compile_acl(line) for line in lines]
             cache[term.name] = compiled[0] if len(compiled) == 1 else _any(compiled)
         return cache[term.name]
@@ -184,6 +187,30 @@ def compile_condition(
         for group in condition.groups
     )
     return CompiledCondition(groups, condition.unless)
+
+
+def _undefined(term: AclTerm, acls: Mapping[str, Sequence[AclDef]]) -> UndefinedAcl:
+    assert term.name is not None
+    close = closest(term.name, acls)
+    return UndefinedAcl(
+        term.location,
+        f"no ACL is named '{term.name}' in this section"
+        + (f" (did you mean '{close}'?)" if close else "")
+        + f"; define it with 'acl {term.name} FETCH [PATTERN...]', or write an "
+        "anonymous ACL in braces, as in { ssl_fc_has_crt }",
+    )
+
+
+def undefined_acls(
+    condition: Condition, acls: Mapping[str, Sequence[AclDef]]
+) -> list[UndefinedAcl]:
+    """One error for each term of C{condition} naming an ACL that does not exist."""
+    return [
+        _undefined(term, acls)
+        for group in condition.groups
+        for term in group
+        if term.name is not None and not acls.get(term.name)
+    ]
 
 
 def _any(acls: Sequence[Acl]) -> Callable[[IRequestContext], bool]:

@@ -62,6 +62,7 @@ BUILTIN_FETCHES: tuple[IFetch, ...] = (
     Fetch("ssl_fc_has_crt", "bool", _has_crt),
 )
 
+
 BUILTIN_CONVERTERS: tuple[IConverter, ...] = (
     Converter("lower", "str", "str", str.lower),
     Converter("upper", "str", "str", str.upper),

@@ -47,7 +47,7 @@ def compile_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> 
         return _int_matcher(_int_tests(patterns))
     if method == "len":
         test = _int_matcher(_int_tests(patterns))
-        return lambda value: value is not None and test(len(_text(value)))
+        return lambda value: value is not None and test(len(as_text(value)))
     if method == "ip":
         return _ip_matcher(patterns)
     if method in STRING_METHODS:
@@ -57,7 +57,8 @@ def compile_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> 
     )
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A sample as text, cast as HAProxy casts it (a boolean is 1 or 0)."""
     if isinstance(value, bool):
         return "1" if value else "0"
     return value if isinstance(value, str) else str(value)
@@ -99,14 +100,16 @@ def _within(low: int | None, high: int | None) -> Callable[[int], bool]:
     )
 
 
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
 def _integer(text: str) -> int:
-    try:
-        return int(text, 10)
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is not an integer pattern; write a number (10), a range "
-            "(10:23, :5, 5:) or an operator and a number (gt 5)"
-        ) from None
+    if _DECIMAL.fullmatch(text):
+        return int(text)
+    raise ValueError(
+        f"{text!r} is not an integer pattern; write a number (10), a range "
+        "(10:23, :5, 5:) or an operator and a number (gt 5)"
+    )
 
 
 def _int_matcher(tests: list[Callable[[int], bool]]) -> Matcher:
@@ -158,30 +161,32 @@ def _string_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> 
         except re.error as e:
             raise ValueError(f"bad regular expression {e.pattern!r}: {e}") from None
         return lambda value: (
-            value is not None and any(r.search(_text(value)) for r in regexes)
+            value is not None and any(r.search(as_text(value)) for r in regexes)
         )
     wanted = [fold(p) for p in patterns]
     if method == "str":
         exact = frozenset(wanted)
-        return lambda value: value is not None and fold(_text(value)) in exact
+        return lambda value: value is not None and fold(as_text(value)) in exact
     if method == "beg":
         prefixes = tuple(wanted)
         return lambda value: (
-            value is not None and fold(_text(value)).startswith(prefixes)
+            value is not None and fold(as_text(value)).startswith(prefixes)
         )
     if method == "end":
         suffixes = tuple(wanted)
-        return lambda value: value is not None and fold(_text(value)).endswith(suffixes)
+        return lambda value: (
+            value is not None and fold(as_text(value)).endswith(suffixes)
+        )
     if method == "sub":
         return lambda value: (
-            value is not None and any(w in fold(_text(value)) for w in wanted)
+            value is not None and any(w in fold(as_text(value)) for w in wanted)
         )
     separator = "/" if method == "dir" else "."
     pieces = [separator + w.strip(separator) + separator for w in wanted]
     return lambda value: (
         value is not None
         and any(
-            p in separator + fold(_text(value)).strip(separator) + separator
+            p in separator + fold(as_text(value)).strip(separator) + separator
             for p in pieces
         )
     )
