@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from certlb._version import __version__
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The C{certlb} command line: its options and subcommands."""
     parser = argparse.ArgumentParser(
         prog="certlb",
         description="certlb, a TLS load balancer with client-certificate "
@@ -54,8 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "into DIR, with the file names the example configurations use.",
     )
     pki.add_argument("directory", metavar="DIR")
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.command == "check":
         return _check(args.files)
     if args.command == "pki":

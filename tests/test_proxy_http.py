@@ -261,6 +261,20 @@ class ChannelBodyTests(ProxyTestCase):
         server.start_reading()
         self.assertEqual(client.transport.producerState, "producing")
 
+    def test_server_connection_reused_after_slow_client(self) -> None:
+        """A response read whole while the client was not reading leaves its
+        server connection reusable."""
+        client = self.connect_client()
+        client.get()
+        server = self.accept()
+        server.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+        client.stop_reading()
+        server.respond(b"body")
+        self.assertEqual(server.transport.producerState, "producing")
+        client.get(b"/next")
+        self.assertIn(b"GET /next ", server.received())
+        self.assertEqual(self.pending_connections(), [])
+
     def test_early_response_closes_client(self) -> None:
         """A server that answers before the upload ends gets its answer through,
         and the client connection is closed after it (its request was not

@@ -313,6 +313,11 @@ class UpstreamConnection(Protocol):
     def _complete(self, keep_alive: bool) -> None:
         handler, self.handler = self.handler, None
         self._cancel_timers()
+        if self._paused:
+            # The whole response is read: a slow client no longer holds
+            # this connection, which can serve the next request.
+            self._paused = False
+            self.transport.resumeProducing()
         self._reusable = self._reusable and keep_alive and self._request_sent
         # Back to the pool first, so that the client's next request (perhaps
         # already waiting) can use this connection.

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
@@ -79,18 +80,29 @@ def load_key_pair(path: str) -> KeyPair:
             f"{what} {path!r} has no private key; append the key to the "
             f"certificate, as in: cat server.crt server.key > {path}"
         )
-    if match.group(1) == b"ENCRYPTED PRIVATE KEY":
+    # PKCS#8 says so in its label; OpenSSL's traditional format in a header.
+    if (
+        match.group(1) == b"ENCRYPTED PRIVATE KEY"
+        or b"Proc-Type: 4,ENCRYPTED" in match.group(0)
+    ):
         raise PemError(
             f"{what} {path!r} has an encrypted private key, which certlb cannot "
             "use unattended; decrypt it with: openssl pkey -in KEY -out KEY.plain"
         )
     try:
         key = serialization.load_pem_private_key(match.group(0), password=None)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise PemError(f"{what} {path!r} holds a damaged private key: {e}") from None
     wanted = _public(key.public_key())
     for index, certificate in enumerate(certificates):
-        if _public(certificate.public_key()) == wanted:
+        try:
+            public = _public(certificate.public_key())
+        except (ValueError, UnsupportedAlgorithm) as e:
+            subject = certificate.subject.rfc4514_string()
+            raise PemError(
+                f"{what} {path!r} holds a damaged certificate ({subject}): {e}"
+            ) from None
+        if public == wanted:
             chain = certificates[:index] + certificates[index + 1 :]
             return KeyPair(certificate, tuple(chain), key)
     subject = certificates[0].subject.rfc4514_string()
