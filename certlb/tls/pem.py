@@ -80,17 +80,15 @@ def load_key_pair(path: str) -> KeyPair:
             f"{what} {path!r} has no private key; append the key to the "
             f"certificate, as in: cat server.crt server.key > {path}"
         )
-    # PKCS#8 says so in its label; OpenSSL's traditional format in a header.
-    if (
-        match.group(1) == b"ENCRYPTED PRIVATE KEY"
-        or b"Proc-Type: 4,ENCRYPTED" in match.group(0)
-    ):
+    label, block = match.group(1), match.group(0)
+    # PKCS#8 says so in its label, OpenSSL's traditional format in a header.
+    if label == b"ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in block:
         raise PemError(
             f"{what} {path!r} has an encrypted private key, which certlb cannot "
             "use unattended; decrypt it with: openssl pkey -in KEY -out KEY.plain"
         )
     try:
-        key = serialization.load_pem_private_key(match.group(0), password=None)
+        key = serialization.load_pem_private_key(block, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as e:
         raise PemError(f"{what} {path!r} holds a damaged private key: {e}") from None
     wanted = _public(key.public_key())

@@ -12,6 +12,7 @@ none} keep a session cache and tickets.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from typing import Any
 
@@ -22,7 +23,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from certlb.tls.pem import load_ca_certificates, load_key_pair
-from certlb.tls.state import VerifyPolicy, VerifyRecord
+from certlb.tls.state import VerifyError, VerifyPolicy, VerifyRecord
 
 log = Logger()
 
@@ -32,6 +33,7 @@ CIPHERS = (
     b"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
+APPLICATION_VERIFICATION = 50  # X509_V_ERR_APPLICATION_VERIFICATION
 VERIFY_FLAGS = {
     "none": SSL.VERIFY_NONE,
     "optional": SSL.VERIFY_PEER,
@@ -47,9 +49,14 @@ def _verify_callback(
         record: VerifyRecord = connection.verify_record
         return record.verify(code, depth)
     except Exception:
-        # pyOpenSSL would keep the exception and fail later, obscurely: log it
-        # and refuse the certificate explicitly.
+        # pyOpenSSL would keep the exception and fail later, obscurely: log it,
+        # record it as an application verification failure, and refuse the
+        # certificate explicitly.
         log.failure("certificate verification callback failed; refusing the client")
+        with contextlib.suppress(Exception):
+            connection.verify_record.errors.append(  # type: ignore[attr-defined]
+                VerifyError(APPLICATION_VERIFICATION, depth)
+            )
         return False
 
 

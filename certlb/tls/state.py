@@ -101,7 +101,11 @@ class VerifyRecord:
         return self.policy.ignores(code, depth)
 
     def state(self, connection: Connection) -> ClientCertState:
-        """The connection's L{ClientCertState}, built on first use."""
+        """The connection's L{ClientCertState}, built on first use.
+
+        Call it once the handshake is over (when application data arrives):
+        the state is kept from the first call on.
+        """
         if self._state is None:
             self._state = self._build(connection)
         return self._state
