@@ -54,7 +54,7 @@ def _verify_callback(
         # certificate explicitly.
         log.failure("certificate verification callback failed; refusing the client")
         with contextlib.suppress(Exception):
-            connection.verify_record.errors.append(  # type: ignore[attr-defined]
+            connection.verify_record.errors.append(
                 VerifyError(APPLICATION_VERIFICATION, depth)
             )
         return False
