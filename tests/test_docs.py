@@ -1,0 +1,334 @@
+"""The manual pages and the README keep up with the code.
+
+Each test reads the roff source of C{man/certlb.1} or C{man/certlb.cfg.5}
+as plain text and looks, in the right section, for every name the code
+defines: keywords, options, timeouts, fetches, converters, match methods,
+command-line options, and the HAProxy names reported as not implemented yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+from collections.abc import Callable, Iterable, Iterator
+from itertools import pairwise
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from certlb import tap
+from certlb.cli import build_parser
+from certlb.config import keywords, parse_config, parser
+from certlb.config.conditions import ACL_FLAGS
+from certlb.config.errors import ERROR
+from certlb.config.model import BALANCE_ALGORITHMS, VERIFY_MODES
+from certlb.proxy import channel, upstream
+from certlb.proxy.http import ERROR_TEXT, HOP_BY_HOP, REASONS
+from certlb.proxy.runtime import DEFAULT_TIMEOUTS
+from certlb.rules.fetches import CONVERTERS, CONVERTERS_LATER, FETCHES, FETCHES_LATER
+from certlb.rules.matching import METHODS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SECTION_LETTERS = {
+    "g": "global",
+    "d": "defaults",
+    "f": "frontend",
+    "l": "listen",
+    "b": "backend",
+}
+
+_FONT = re.compile(r"\\f(?:\[[^]]*\]|\(..|.)")
+_SPECIAL = re.compile(r"\\\(..")
+
+
+def _read(*path: str) -> str:
+    with open(os.path.join(ROOT, *path), encoding="utf-8") as f:
+        return f.read()
+
+
+def plain(roff: str) -> str:
+    """The text of a roff source, lines kept, without comments or escapes."""
+    lines = [
+        line.replace('"', "") if line.startswith(".") else line
+        for line in roff.split("\n")
+        if not line.startswith('.\\"')
+    ]
+    text = "\n".join(lines).replace("\\-", "-")
+    text = _FONT.sub("", text)
+    text = _SPECIAL.sub(" ", text)
+    for escape in ("\\&", "\\%", "\\c"):
+        text = text.replace(escape, "")
+    return text.replace("\\e", "\\")
+
+
+def sections(roff: str) -> dict[str, str]:
+    """The plain text of each C{.SH} section of a roff source, by title."""
+    found: dict[str, str] = {}
+    title = ""
+    for line in plain(roff).split("\n"):
+        match = re.match(r'\.SH\s+"?(.*?)"?\s*$', line)
+        if match:
+            title = match.group(1)
+            found[title] = ""
+        elif title:
+            found[title] += line + "\n"
+    return found
+
+
+def has_word(text: str, word: str) -> bool:
+    """Whether C{word} stands in C{text} as a word of its own (a keyword such
+    as C{ca-file} does not count inside C{no-ca-file}, nor C{hdr} inside
+    C{req.hdr})."""
+    return re.search(rf"(?<![\w.-]){re.escape(word)}(?![\w-])", text) is not None
+
+
+def compared_words(function: Callable[..., object]) -> set[str]:
+    """The option-like words (lower case, digits, dashes) among a handler's
+    constants: those its code compares the words of a line against."""
+    return {
+        c
+        for c in function.__code__.co_consts
+        if isinstance(c, str) and re.fullmatch(r"[a-z][a-z0-9-]*", c)
+    }
+
+
+class ManPageTestCase(SynchronousTestCase):
+    """Tests of one manual page, read into its sections."""
+
+    page = ""
+
+    def setUp(self) -> None:
+        self.sections = sections(_read("man", self.page))
+
+    def section(self, title: str) -> str:
+        self.assertIn(title, self.sections, f"{self.page} has no section {title}")
+        return self.sections[title]
+
+    def assertDocumented(self, names: Iterable[str], title: str) -> None:
+        """Fail, listing them, unless every name is a word of section C{title}."""
+        text = self.section(title)
+        missing = sorted(n for n in names if not has_word(text, n))
+        self.assertEqual(missing, [], f"not in {self.page}, section {title}")
+
+    def tags(self, title: str) -> list[str]:
+        """The first word of each C{.TP} tag of a section."""
+        lines = self.section(title).split("\n")
+        return [
+            tag.split()[1] if tag.startswith(".") else tag.split()[0]
+            for line, tag in pairwise(lines)
+            if line.startswith(".TP") and tag.strip()
+        ]
+
+
+class ConfigurationPageTests(ManPageTestCase):
+    page = "certlb.cfg.5"
+
+    def test_keywords(self) -> None:
+        """Every keyword of the configuration language has an entry."""
+        self.assertDocumented(keywords.KEYWORDS, "KEYWORDS")
+
+    def test_keyword_sections(self) -> None:
+        """The table of keywords gives, for each, the sections the parser
+        allows it in."""
+        lines = self.section("KEYWORDS").split("\n")
+        table = {
+            lines[i + 1].split(",")[0].strip(): {
+                SECTION_LETTERS[w] for w in lines[i + 2].split() if w in SECTION_LETTERS
+            }
+            for i, line in enumerate(lines[:-2])
+            if line == ".TP 20"
+        }
+        expected = {
+            name: {SECTION_LETTERS[s] for s in keyword.sections}
+            for name, keyword in keywords.KEYWORDS.items()
+        }
+        self.assertEqual(table, expected)
+
+    def test_options(self) -> None:
+        """Every 'option' certlb implements is documented."""
+        self.assertDocumented(keywords.OPTIONS, "KEYWORDS")
+
+    def test_timeouts(self) -> None:
+        """Every timeout is documented with its sections and certlb's default."""
+        text = " ".join(self.section("KEYWORDS").split())
+        for name, letters in keywords.TIMEOUTS.items():
+            match = re.search(rf"timeout {name} \(([^;]+); default:? ([^)]+)\)", text)
+            assert match is not None, f"no entry 'timeout {name} (...; default ...)'"
+            where = {w.strip() for w in match.group(1).split(",")}
+            self.assertEqual(where, {SECTION_LETTERS[s] for s in letters}, name)
+            default = DEFAULT_TIMEOUTS.get(name.replace("-", "_"))
+            if default is None:
+                self.assertIn("timeout http-request", match.group(2), name)
+            else:
+                self.assertEqual(match.group(2), f"{default:g}s", name)
+
+    def test_bind_options(self) -> None:
+        """Every bind option and verify mode the parser accepts is documented."""
+        options = {"ssl", "crt", "ca-file", "verify", *VERIFY_MODES}
+        accepted = ["ssl", "crt x", "ca-file x", *(f"verify {m}" for m in VERIFY_MODES)]
+        for option in accepted:
+            _, problems = parse_config(f"frontend f\n bind :0 {option}\n")
+            self.assertNotIn("bind option", " ".join(p.message for p in problems))
+        self.assertDocumented(options | compared_words(keywords._bind), "KEYWORDS")
+
+    def test_server_options(self) -> None:
+        """Every server option the parser accepts is documented."""
+        options = {"check", "weight", "disabled", "enabled"}
+        for option in ("check", "weight 2", "disabled", "enabled"):
+            _, problems = parse_config(f"backend b\n server s 127.0.0.1:80 {option}\n")
+            self.assertEqual([p for p in problems if p.severity == ERROR], [], option)
+        self.assertDocumented(options | compared_words(keywords._server), "KEYWORDS")
+
+    def test_balance_algorithms(self) -> None:
+        """Every balance algorithm is documented."""
+        self.assertDocumented(BALANCE_ALGORITHMS, "KEYWORDS")
+
+    def test_fetches(self) -> None:
+        """Every fetch has an entry, and every entry is a fetch."""
+        self.assertDocumented(FETCHES, "FETCHES")
+        self.assertEqual(sorted(self.tags("FETCHES")), sorted(FETCHES))
+
+    def test_converters(self) -> None:
+        """Every converter has an entry, and every entry is a converter."""
+        self.assertDocumented(CONVERTERS, "CONVERTERS")
+        self.assertEqual(sorted(self.tags("CONVERTERS")), sorted(CONVERTERS))
+
+    def test_match_methods(self) -> None:
+        """Every ACL match method has an entry, and every entry is a method."""
+        self.assertDocumented(METHODS, "ACLS")
+        documented = [t for t in self.tags("ACLS") if not t.startswith("-")]
+        self.assertEqual(sorted(documented), sorted(METHODS))
+
+    def test_acl_flags(self) -> None:
+        """Every ACL flag the parser knows is documented."""
+        self.assertDocumented([*ACL_FLAGS, "--"], "ACLS")
+
+    def test_not_implemented_yet(self) -> None:
+        """Every HAProxy name that certlb reports as not implemented yet is
+        listed, so that users know it is an error, not ignored."""
+        names = [
+            *keywords.UNSUPPORTED,
+            *parser.UNSUPPORTED_SECTIONS,
+            *keywords.BIND_OPTIONS_LATER,
+            *keywords.SERVER_OPTIONS_LATER,
+            *keywords.TIMEOUTS_LATER,
+            *FETCHES_LATER,
+            *CONVERTERS_LATER,
+        ]
+        self.assertDocumented(names, "NOT IMPLEMENTED YET")
+
+    def test_hop_by_hop_headers(self) -> None:
+        """Every hop-by-hop header certlb removes is named."""
+        text = self.section("HTTP BEHAVIOUR").lower()
+        missing = [h.decode() for h in HOP_BY_HOP if not has_word(text, h.decode())]
+        self.assertEqual(missing, [])
+
+    def test_error_responses(self) -> None:
+        """Every response certlb gives itself is listed with its reason."""
+        text = " ".join(self.section("HTTP BEHAVIOUR").split())
+        for status in ERROR_TEXT:
+            self.assertIn(f"{status} {REASONS[status].decode()}", text)
+
+    def test_limits(self) -> None:
+        """The pool's idle timeout and size, and the request head limits, are
+        the code's."""
+        text = " ".join(self.section("HTTP BEHAVIOUR").split())
+        self.assertIn(f"closed after {upstream.IDLE_TIMEOUT:g} seconds unused", text)
+        self.assertIn(f"at most {upstream.MAX_IDLE_PER_SERVER} idle", text)
+        self.assertIn(f"{channel.MAX_HEAD_BYTES // 1024} KiB", text)
+        self.assertIn(f"{channel.MAX_HEADERS} header lines", text)
+
+
+def _parser_names(
+    parser: argparse.ArgumentParser, command: str
+) -> Iterator[tuple[str, str]]:
+    """C{(command, name)} for every option, argument and subcommand of a
+    parser, recursively."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield command, f"{command} {name}"
+                yield from _parser_names(sub, f"{command} {name}")
+        elif action.option_strings:
+            for option in action.option_strings:
+                yield command, option
+        elif isinstance(action.metavar, str):
+            yield command, action.metavar
+
+
+class CommandPageTests(ManPageTestCase):
+    page = "certlb.1"
+
+    def test_plugin_options(self) -> None:
+        """Every option of the twistd plugin (flags, parameters and opt_
+        methods, --help and --version included) is documented."""
+        options = tap.Options()
+        declared = [*options.optFlags, *getattr(options, "optParameters", [])]
+        names = [entry[0] for entry in declared]
+        names += [entry[1] for entry in declared if entry[1]]
+        names += [n[4:].replace("_", "-") for n in dir(options) if n.startswith("opt_")]
+        dashed = {("-" if len(n) == 1 else "--") + n for n in names}
+        self.assertIn("--config", dashed)
+        self.assertDocumented(dashed, "OPTIONS")
+
+    def test_synopsis_plugin(self) -> None:
+        """The synopsis shows every option of the plugin's own synopsis."""
+        options = re.findall(r"--?[a-z][\w-]*", tap.Options.synopsis)
+        self.assertIn("--config", options)
+        self.assertDocumented(options, "SYNOPSIS")
+
+    def test_commands(self) -> None:
+        """Every certlb subcommand, option and argument is documented, and
+        every subcommand is in the synopsis."""
+        found = list(_parser_names(build_parser(), "certlb"))
+        self.assertIn(("certlb", "certlb check"), found)
+        text = " ".join(self.section("OPTIONS").split())
+        missing = sorted({f"{c}: {n}" for c, n in found if not has_word(text, n)})
+        self.assertEqual(missing, [])
+        lines = self.section("SYNOPSIS").split("\n")
+        synopsis = " ".join(re.sub(r"^\.\w+ ", "", line) for line in lines)
+        commands = [name for _, name in found if name.startswith("certlb ")]
+        self.assertEqual([c for c in commands if not has_word(synopsis, c)], [])
+
+
+class ReadmeTests(SynchronousTestCase):
+    def test_ci_runs_the_readme_test_command(self) -> None:
+        """The test command the README gives is the one .ci/run runs."""
+        readme_path = os.path.join(ROOT, "README.md")
+        ci_path = os.path.join(ROOT, ".ci", "run")
+        if not (os.path.exists(readme_path) and os.path.exists(ci_path)):
+            raise SkipTest("README.md or .ci/run does not exist yet")
+        readme, ci = _read("README.md"), _read(".ci", "run")
+        match = re.search(r"^# The README's test command: (.+)$", ci, re.M)
+        assert match is not None, ".ci/run does not say which README command it runs"
+        command = match.group(1).strip()
+        self.assertIn(f"`{command}`", readme)
+        commands = [
+            words
+            for line in ci.split("\n")
+            if line.strip() and not line.lstrip().startswith("#")
+            for words in [_shell_words(line)]
+            if words
+        ]
+        for part in command.split("&&"):
+            words = shlex.split(part)
+            self.assertTrue(
+                any(_in_order(words, line) for line in commands),
+                f".ci/run does not run {part.strip()!r}",
+            )
+
+
+def _shell_words(line: str) -> list[str]:
+    """The words of a shell line, without a trailing C{;}; none when the line
+    is not shell (such as Python in a here-document)."""
+    try:
+        return [word.rstrip(";") for word in shlex.split(line)]
+    except ValueError:
+        return []
+
+
+def _in_order(words: list[str], line: list[str]) -> bool:
+    """Whether C{words} appear in C{line} in order (extra flags allowed)."""
+    rest = iter(line)
+    return all(word in rest for word in words)
