@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     pki = commands.add_parser(
         "pki",
         help="write a throw-away test PKI into a directory",
-        description="Write CAs, a server certificate for localhost and "
-        "127.0.0.1, a CRL and client certificates of every kind (valid, "
+        description="Write CAs, a server certificate for localhost, "
+        "127.0.0.1 and ::1, a CRL and client certificates of every kind (valid, "
         "expired, not yet valid, revoked, self-signed, from an unknown CA) "
         "into DIR, with the file names the example configurations use.",
     )

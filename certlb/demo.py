@@ -9,12 +9,13 @@ from importlib.resources import files
 from typing import Any, TextIO
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from certlb.config import load_config
 from certlb.pki import generate
-from certlb.service import make_service
+from certlb.service import ListenError, make_service
 
 DEMO_CONFIG = "demo.cfg"
 SAMPLE_SERVERS = (("app1", 18001), ("app2", 18002), ("public1", 18003))
@@ -104,12 +105,22 @@ def run(reactor: Any, directory: str, out: TextIO = sys.stdout) -> Deferred[None
         reactor stops); the services are stopped at reactor shutdown.
     """
     config = load_config(prepare(directory))
-    ports = [
-        reactor.listenTCP(port, Site(EchoResource(name)), interface="127.0.0.1")
-        for name, port in SAMPLE_SERVERS
-    ]
-    service = make_service(config, reactor)
-    service.startService()
+    ports = []
+    try:
+        for name, port in SAMPLE_SERVERS:
+            site = Site(EchoResource(name))
+            ports.append(reactor.listenTCP(port, site, interface="127.0.0.1"))
+        service = make_service(config, reactor)
+        service.startService()
+    except (CannotListenError, ListenError) as e:
+        for opened in ports:
+            opened.stopListening()
+        if isinstance(e, CannotListenError):
+            why = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise ListenError(
+                f"sample server {name} cannot listen on 127.0.0.1:{port}: {why}"
+            ) from None
+        raise
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     for port in ports:
         reactor.addSystemEventTrigger("before", "shutdown", port.stopListening)

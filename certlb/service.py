@@ -15,7 +15,7 @@ from certlb.config.errors import ERROR, ConfigError, Problem
 from certlb.config.model import Bind, Config
 from certlb.proxy.channel import FrontendFactory
 from certlb.proxy.engine import Engine
-from certlb.proxy.limits import ConnectionLimits
+from certlb.proxy.limits import ConnectionLimits, LimitedFactory
 from certlb.proxy.resource import FrontendResource
 from certlb.proxy.runtime import FrontendRuntime, build_runtime
 from certlb.tls.pem import PemError
@@ -121,7 +121,8 @@ class CertlbService(MultiService):
                     )
                 else:
                     factory_for_bind = factory
-                listeners.append((bind, frontend.name, factory_for_bind))
+                limited = LimitedFactory(self.limits, frontend.name, factory_for_bind)
+                listeners.append((bind, frontend.name, limited))
         self.listeners = ListenerService(listeners, reactor, self.limits)
         self.listeners.setServiceParent(self)
 

@@ -9,6 +9,7 @@ from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from certlb._version import __version__
 from certlb.config import ConfigError, check_config, load_config
 from certlb.report import print_problems
 from certlb.service import ListenError, make_service
@@ -38,6 +39,11 @@ class Options(usage.Options):
         super().__init__()
         self["config"] = []
 
+    def opt_version(self) -> None:
+        """Print certlb's version and exit."""
+        print(f"certlb {__version__}")
+        sys.exit(0)
+
     def opt_config(self, path: str) -> None:
         """Read this configuration file (repeat for several; read in order)."""
         self["config"].append(path)
@@ -52,15 +58,35 @@ class Options(usage.Options):
             sys.exit(print_problems(problems, self["config"], sys.stdout))
 
 
-class _ExitOnListenError(MultiService):
-    """Turns a port that cannot be bound into a clean exit with a message."""
+class _ReportListenError(MultiService):
+    """Reports a port that cannot be bound as a message, not a traceback.
+
+    The error still propagates as an exception: twistd then removes its PID
+    file and, when it runs in the background, tells the command that started
+    it (which a SystemExit would leave waiting).  In the foreground, the
+    message alone is printed.
+    """
 
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
         except ListenError as e:
             log.critical("certlb cannot start: {why}", why=str(e))
-            raise SystemExit(f"certlb: {e}") from None
+            _print_without_traceback(ListenError)
+            raise
+
+
+def _print_without_traceback(kind: type[BaseException]) -> None:
+    """Let an uncaught C{kind} end the process with its message only."""
+    previous = sys.excepthook
+
+    def hook(type_: type[BaseException], value: BaseException, tb: Any) -> None:
+        if issubclass(type_, kind):
+            print(f"certlb: {value}", file=sys.stderr)
+        else:
+            previous(type_, value, tb)
+
+    sys.excepthook = hook
 
 
 def makeService(options: Options) -> IService:
@@ -73,7 +99,7 @@ def makeService(options: Options) -> IService:
         log.warn("{problem}", problem=str(warning))
     from twisted.internet import reactor
 
-    top = _ExitOnListenError()
+    top = _ReportListenError()
     service: Any = make_service(config, reactor)
     service.setServiceParent(top)
     return top

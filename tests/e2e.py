@@ -208,11 +208,13 @@ class TwistdProcess(protocol.ProcessProtocol):
         return self.ended
 
 
-def spawn_twistd(testcase: TestCase, *args: str) -> TwistdProcess:
-    """Start C{twistd -n --pidfile= certlb ARGS} with this Python."""
+def spawn_twistd(
+    testcase: TestCase, *args: str, twistd_args: Sequence[str] = ("-n", "--pidfile=")
+) -> TwistdProcess:
+    """Start C{twistd TWISTD_ARGS certlb ARGS} with this Python."""
     process = TwistdProcess()
     run = "from twisted.scripts.twistd import run; run()"
-    argv = [sys.executable, "-c", run, "-n", "--pidfile=", "certlb", *args]
+    argv = [sys.executable, "-c", run, *twistd_args, "certlb", *args]
     reactor.spawnProcess(
         process, sys.executable, argv, env=dict(os.environ), path=os.getcwd()
     )

@@ -77,6 +77,35 @@ class TwistdTests(E2ETestCase):
         with socket.socket() as s:
             s.bind(("127.0.0.1", free))  # the first frontend's port was released
 
+    async def test_bind_in_use_in_the_background(self) -> None:
+        """Without -n, a port in use makes the twistd command return 1 with
+        the reason, leaving no PID file, and the log has the whole message."""
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        self.addCleanup(busy.close)
+        taken = busy.getsockname()[1]
+        path = write_config(self, SIMPLE.format(port=taken, backend=1))
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        pidfile = os.path.join(directory, "twistd.pid")
+        logfile = os.path.join(directory, "twistd.log")
+        process = spawn_twistd(
+            self,
+            "--config",
+            path,
+            twistd_args=(f"--pidfile={pidfile}", f"--logfile={logfile}"),
+        )
+        self.assertEqual(await process.ended, 1)
+        self.assertIn(b"cannot listen on 127.0.0.1", process.output)
+        self.assertFalse(os.path.exists(pidfile))
+        with open(logfile) as f:
+            self.assertIn(
+                f"frontend 'fe' cannot listen on 127.0.0.1:{taken} ({path}:3): "
+                "Address already in use",
+                f.read(),
+            )
+
     async def test_config_error_exits(self) -> None:
         """A configuration with errors is refused at start-up with every
         problem printed, and twistd exits 1."""

@@ -443,6 +443,9 @@ class KeywordTests(SynchronousTestCase):
         self.assertEqual(config.backends[0].timeouts.client, 5000)
         problem = only(frontend("bind :80", "timeout connect 1s")[1])
         self.assertIn("warning: 'timeout connect' has no effect in a frontend", problem)
+        for which in ("http-request", "http-keep-alive"):
+            problem = only(backend(f"timeout {which} 5s")[1])
+            self.assertIn(f"'timeout {which}' has no effect in a backend", problem)
 
     def test_server_close_and_keep_alive(self) -> None:
         """http-server-close and http-keep-alive undo each other, in order;

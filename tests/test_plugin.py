@@ -100,14 +100,32 @@ class _Refuses(Service):
 
 
 class ListenErrorTests(SynchronousTestCase):
-    def test_listen_error_is_a_clean_exit(self) -> None:
-        """A port that cannot be bound ends twistd with the message, not a
-        traceback."""
-        top = tap._ExitOnListenError()
+    def test_listen_error_reported_without_traceback(self) -> None:
+        """A port that cannot be bound propagates (so that twistd removes its
+        PID file and tells a waiting parent), and ends the process with the
+        message alone, no traceback."""
+        calls: list[object] = []
+        self.patch(sys, "excepthook", lambda *args: calls.append(args))
+        top = tap._ReportListenError()
         _Refuses().setServiceParent(top)
-        with self.assertRaises(SystemExit) as raised:
+        with self.assertRaises(ListenError) as raised:
             IService(top).privilegedStartService()
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        sys.excepthook(ListenError, raised.exception, None)
         self.assertEqual(
-            raised.exception.code,
-            "certlb: frontend 'fe' cannot listen on 127.0.0.1:80 (x.cfg:3): busy",
+            err.getvalue(),
+            "certlb: frontend 'fe' cannot listen on 127.0.0.1:80 (x.cfg:3): busy\n",
         )
+        sys.excepthook(ValueError, ValueError("other"), None)
+        self.assertEqual(len(calls), 1, "other errors go to the previous hook")
+
+    def test_version(self) -> None:
+        """--version prints certlb's version."""
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        with self.assertRaises(SystemExit):
+            tap.Options().parseOptions(["--version"])
+        from certlb import __version__
+
+        self.assertEqual(out.getvalue(), f"certlb {__version__}\n")

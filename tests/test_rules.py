@@ -89,6 +89,10 @@ class MatchMethodTests(SynchronousTestCase):
             [matches("bool", [], v) for v in (True, 1, False, 0)],
             [True, True, False, False],
         )
+        self.assertEqual(
+            [matches("bool", [], v) for v in ("1", "-2", "0", "", "yes")],
+            [True, True, False, False, False],
+        )
 
     def test_found_and_bool_take_no_pattern(self) -> None:
         """A pattern given to 'found' or 'bool' is an error naming it."""
@@ -328,6 +332,12 @@ class ConditionTests(SynchronousTestCase):
             acl = AclDef("a", SampleExpression(fetch, (), converters))
             e = self.assertRaises(RuleError, compile_acl, acl)
             self.assertIn(message, e.message)
+        for flag in ("-n", "-M", "-u"):
+            acl = AclDef("a", SampleExpression("always_true"), (flag,))
+            e = self.assertRaises(RuleError, compile_acl, acl)
+            self.assertIn(
+                f"ACL flag '{flag}' is not implemented by certlb yet", e.message
+            )
 
 
 class FetchTests(SynchronousTestCase):

@@ -64,9 +64,22 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(
             listened, [(8443, "127.0.0.1"), (8443, "::1"), (8080, "0.0.0.0")]
         )
-        factories = [factory for _, factory, _, _ in reactor.tcpServers]
+        factories = [f.factory for _, f, _, _ in reactor.tcpServers]  # type: ignore[attr-defined]
         self.assertIsInstance(factories[0], TLSMemoryBIOFactory)
         self.assertIsInstance(factories[2], FrontendFactory)
+
+    def test_tls_bind_refuses_over_limit(self) -> None:
+        """A TLS bind at its maxconn refuses the next connection before TLS
+        is set up for it, cleanly."""
+        reactor = MemoryReactorClock()
+        service = make_service(self.load(), reactor)
+        service.startService()
+        factory = reactor.tcpServers[0][1]
+        address = IPv4Address("TCP", "192.0.2.1", 1234)
+        self.assertIsNotNone(factory.buildProtocol(address))
+        self.assertIsNotNone(factory.buildProtocol(address))
+        self.assertIsNone(factory.buildProtocol(address))
+        self.assertEqual(service.limits.count("tls"), 2)
 
     def test_start_without_privileged_start(self) -> None:
         """A service started with startService alone (as in an application of

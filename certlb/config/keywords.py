@@ -364,8 +364,8 @@ TIMEOUTS = {
     "connect": "dlb",
     "client": "dfl",
     "server": "dlb",
-    "http-request": "dflb",
-    "http-keep-alive": "dflb",
+    "http-request": "dfl",
+    "http-keep-alive": "dfl",
 }
 TIMEOUTS_LATER = frozenset("queue check tunnel client-fin server-fin tarpit".split())
 

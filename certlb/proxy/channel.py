@@ -581,7 +581,11 @@ def _ssl_reason(reason: Failure) -> str:
 
 
 class FrontendFactory(Factory):
-    """Builds an L{HTTPChannel} per connection accepted by a frontend."""
+    """Builds an L{HTTPChannel} per connection accepted by a frontend.
+
+    With C{limits}, each channel gives its place back when it closes; the
+    place is taken by L{certlb.proxy.limits.LimitedFactory}, outside TLS.
+    """
 
     noisy = False
 
@@ -595,9 +599,7 @@ class FrontendFactory(Factory):
         self.engine = engine
         self.limits = limits
 
-    def buildProtocol(self, addr: object) -> HTTPChannel | None:
-        if self.limits is not None and not self.limits.accept(self.frontend.name):
-            return None
+    def buildProtocol(self, addr: object) -> HTTPChannel:
         channel = HTTPChannel(self.frontend, self.engine, self.limits)
         channel.factory = self
         return channel

@@ -7,7 +7,10 @@ closes.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
+from twisted.internet.protocol import Factory
 
 
 @attrs.define(eq=False)
@@ -68,3 +71,36 @@ class ConnectionLimits:
                 elif paused and not full:
                     port.startReading()  # type: ignore[attr-defined]
                     self._paused.discard(id(port))
+
+
+class LimitedFactory(Factory):
+    """Takes a place under the limits for each connection, or refuses it.
+
+    It stands outside TLS, so that a connection over the limit is closed
+    before anything else is built for it; the protocol built by C{factory}
+    must call C{limits.closed(frontend)} when its connection ends.
+    """
+
+    noisy = False
+
+    def __init__(self, limits: ConnectionLimits, frontend: str, factory: Any) -> None:
+        self.limits = limits
+        self.frontend = frontend
+        self.factory = factory
+
+    def buildProtocol(self, addr: object) -> Any:
+        if not self.limits.accept(self.frontend):
+            return None
+        protocol = self.factory.buildProtocol(addr)
+        if protocol is None:
+            self.limits.closed(self.frontend)
+        return protocol
+
+    def doStart(self) -> None:
+        self.factory.doStart()
+
+    def doStop(self) -> None:
+        self.factory.doStop()
+
+    def logPrefix(self) -> str:
+        return str(self.factory.logPrefix())

@@ -114,8 +114,6 @@ def compile_acl(acl: AclDef) -> Acl:
             ignore_case = True
         elif flag == "-m":
             method = next(flags)
-        elif flag in ("-n", "-M"):
-            pass  # about pattern files and maps, which certlb reads no differently
         else:
             raise RuleError(
                 acl.location, f"ACL flag '{flag}' is not implemented by certlb yet"

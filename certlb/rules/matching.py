@@ -42,7 +42,7 @@ def compile_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> 
             )
         if method == "found":
             return lambda value: value is not None
-        return lambda value: value is not None and bool(value)
+        return _true
     if method == "int":
         return _int_matcher(_int_tests(patterns))
     if method == "len":
@@ -55,6 +55,15 @@ def compile_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> 
     raise ValueError(
         f"unknown match method '{method}'; the methods are {', '.join(METHODS)}"
     )
+
+
+def _true(value: Any) -> bool:
+    """The C{bool} method: a true boolean, a non-zero number or text of one."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(_DECIMAL.fullmatch(value)) and int(value) != 0
+    return bool(value)
 
 
 def as_text(value: Any) -> str:
