@@ -85,6 +85,8 @@ class ListenerService(Service):
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
         ports, self.ports = self.ports, []
+        for _, _, port in ports:
+            self.limits.remove_port(port)
         return gatherResults([maybeDeferred(p.stopListening) for _, _, p in ports])
 
     def addresses(self) -> list[tuple[str, str, int]]:

@@ -205,6 +205,16 @@ class ProxyTestCase(SynchronousTestCase):
         self._connected += 1
         factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
 
+    def kept_alive(self) -> tuple[Client, Server]:
+        """A client and a server connection after one complete exchange."""
+        client = self.connect_client()
+        client.get()
+        server = self.accept()
+        server.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        client.received()
+        server.received()
+        return client, server
+
     def assertStatus(self, response: bytes, status: int) -> None:
         first = response.split(b"\r\n", 1)[0]
         self.assertEqual(

@@ -79,6 +79,9 @@ class DemoRunTests(E2ETestCase):
         announces."""
         for port in (8443, 8444, *(p for _, p in SAMPLE_SERVERS)):
             with socket.socket() as s:
+                # As Twisted's listening ports do, so that connections left
+                # in TIME_WAIT by an earlier run do not count as busy.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     s.bind(("127.0.0.1", port))
                 except OSError:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from certlb.rules.interfaces import IBalancer
 from tests.proxy_harness import ProxyTestCase, head_and_body, header
 
 ONE_BACKEND = """\
@@ -122,6 +124,28 @@ class ForwardingTests(ProxyTestCase):
         self.assertIn(b"GET /next ", server.received())
         self.assertEqual(self.pending_connections(), [])
 
+    def test_connection_header_cannot_drop_content_length(self) -> None:
+        """A client naming Content-Length in Connection cannot get its body
+        sent unframed, where the server would read it as a second request."""
+        client = self.connect_client()
+        smuggled = b"GET /admin HTTP/1.1\r\nHost: internal\r\n\r\n"
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nConnection: content-length\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(smuggled), smuggled)
+        )
+        sent = self.accept().received()
+        self.assertEqual(header(sent, b"content-length"), [b"%d" % len(smuggled)])
+
+    def test_head_response_http10_not_pooled(self) -> None:
+        """After a HEAD answered by an HTTP/1.0 server without keep-alive, the
+        next request opens a new connection."""
+        client = self.connect_client()
+        client.send(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.accept().respond(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n")
+        client.received()
+        client.get(b"/next")
+        self.assertEqual(len(self.pending_connections()), 1)
+
 
 class ChannelForwardingTests(ProxyTestCase):
     """What certlb's own listeners do that twisted.web's Site does not:
@@ -191,6 +215,38 @@ class ChannelForwardingTests(ProxyTestCase):
         self.assertEqual(server.received(), b"ok")
         server.respond(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
         self.assertStatus(client.received(), 201)
+
+    def test_response_transfer_codings_kept(self) -> None:
+        """A response coded 'gzip, chunked' reaches the client with its gzip
+        coding, chunked again by certlb."""
+        client = self.connect_client()
+        client.get()
+        self.accept().respond(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            b"2\r\nzz\r\n0\r\n\r\n"
+        )
+        response = client.received()
+        self.assertEqual(header(response, b"transfer-encoding"), [b"gzip", b"chunked"])
+        self.assertTrue(response.endswith(b"\r\n\r\n2\r\nzz\r\n0\r\n\r\n"))
+
+    def test_response_coded_until_close(self) -> None:
+        """A response coded gzip without chunked lasts until the server closes,
+        and is then complete."""
+        client = self.connect_client()
+        client.get()
+        server = self.accept()
+        server.respond(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz")
+        server.close()
+        response = client.received()
+        self.assertTrue(response.endswith(b"2\r\nzz\r\n0\r\n\r\n"), response)
+        self.assertFalse(client.transport.aborted)
+
+    def test_http10_request_gets_host(self) -> None:
+        """An HTTP/1.0 request without Host is sent on as HTTP/1.1 with the
+        server's address as Host."""
+        client = self.connect_client()
+        client.send(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual(header(self.accept().received(), b"host"), [b"10.0.0.1:80"])
 
 
 class BodyTests(ProxyTestCase):
@@ -286,6 +342,24 @@ class ChannelBodyTests(ProxyTestCase):
         self.assertStatus(client.received(), 413)
         self.assertTrue(client.closed)
 
+    def test_retry_forwards_body_that_arrived_meanwhile(self) -> None:
+        """Body bytes that arrive while a request goes again after a stale
+        pooled connection reach the new connection."""
+        client, server = self.kept_alive()
+        client.send(b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        server.close()
+        client.send(b"5\r\nhello\r\n0\r\n\r\n")
+        self.assertTrue(self.accept().received().endswith(b"5\r\nhello\r\n0\r\n\r\n"))
+
+    def test_non_idempotent_not_retried(self) -> None:
+        """A POST on a connection the server closed gets 502 rather than being
+        sent twice."""
+        client, server = self.kept_alive()
+        client.send(b"POST / HTTP/1.1\r\nHost: x\r\n\r\n")
+        server.close()
+        self.assertStatus(client.received(), 502)
+        self.assertEqual(self.pending_connections(), [])
+
 
 class ChannelPipelineTests(ProxyTestCase):
     """Pipelined requests on certlb's own listeners."""
@@ -316,6 +390,33 @@ class ChannelPipelineTests(ProxyTestCase):
         client = self.connect_client()
         client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 1000)
         self.assertEqual(client.received().count(b"HTTP/1.1 503 "), 1000)
+
+    def test_exception_routing_pipelined_request(self) -> None:
+        """An exception while routing a pipelined request answers it with 500
+        and goes on with the connection."""
+        backend = self.frontend.default
+        assert backend is not None
+        real, calls = backend.balancer, []
+
+        @implementer(IBalancer)
+        class Flaky:
+            def pick(self, context: object = None) -> object:
+                calls.append(1)
+                if len(calls) == 2:
+                    raise RuntimeError("plugin bug")
+                return real.pick(context)
+
+        backend.balancer = Flaky()
+        client = self.connect_client()
+        client.send(
+            b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.accept().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        responses = client.received()
+        self.assertIn(b"HTTP/1.1 200 OK", responses)
+        self.assertIn(b"HTTP/1.1 500 Internal Server Error", responses)
+        self.assertFalse(client.closed)
 
 
 class ErrorTests(ProxyTestCase):
@@ -439,6 +540,61 @@ class ErrorTests(ProxyTestCase):
         client.close()
         self.assertTrue(server.transport.disconnecting)
 
+    def test_extra_bytes_after_response_not_next_response(self) -> None:
+        """What a server sends after a complete response is not taken as the
+        response to the client's next request."""
+        client = self.connect_client()
+        client.send(
+            b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        self.accept().respond(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil"
+        )
+        self.assertNotIn(b"evil", client.received())
+        self.assertEqual(len(self.pending_connections()), 1)
+
+    def test_timeout_on_pooled_connection_not_retried(self) -> None:
+        """A request that times out on a kept-alive connection gets 504; it is
+        not sent to the server a second time."""
+        client, _ = self.kept_alive()
+        client.send(b"DELETE /item HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.reactor.advance(7.1)
+        self.assertEqual(self.pending_connections(), [])
+        self.assertStatus(client.received(), 504)
+
+    def test_close_delimited_reset_not_complete(self) -> None:
+        """A response delimited by the connection's end, cut by a reset, is not
+        ended with a last chunk: the client sees it cut."""
+        client = self.connect_client()
+        client.get()
+        server = self.accept()
+        server.respond(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npartial")
+        server.protocol.connectionLost(Failure(ConnectionLost("reset")))
+        self.assertNotIn(b"0\r\n\r\n", client.received())
+        self.assertTrue(client.transport.aborted)
+
+    def test_exception_routing_is_500(self) -> None:
+        """An exception in a rule or balancer answers 500, is logged, and the
+        connection serves the next request."""
+        backend = self.frontend.default
+        assert backend is not None
+        real = backend.balancer
+
+        @implementer(IBalancer)
+        class Broken:
+            def pick(self, context: object = None) -> object:
+                raise RuntimeError("plugin bug")
+
+        backend.balancer = Broken()
+        client = self.connect_client()
+        client.get()
+        self.assertStatus(client.received(), 500)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        backend.balancer = real
+        client.get()
+        self.assertEqual(len(self.pending_connections()), 1)
+
 
 class ChannelRequestTests(ProxyTestCase):
     """Requests that certlb's own parser refuses or handles specially."""
@@ -501,6 +657,65 @@ class ChannelRequestTests(ProxyTestCase):
         self.assertNotIn(b"Upgrade", sent)
         server.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         self.assertIn(b"GET /next ", server.received())
+
+    def test_bad_chunk_while_server_paused(self) -> None:
+        """A malformed chunk in a body being forwarded ends the exchange: the
+        server connection is dropped and the client gets a 400."""
+        client = self.connect_client()
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n"
+        )
+        server = self.accept()
+        server.stop_reading()
+        client.send(b"ZZ\r\n")
+        self.assertTrue(server.transport.disconnecting)
+        self.assertStatus(client.received(), 400)
+        self.assertTrue(client.closed)
+
+    def test_unterminated_header_is_431(self) -> None:
+        """A header line that never ends is refused once over 64 KiB, instead
+        of being buffered without limit."""
+        client = self.connect_client()
+        client.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        for _ in range(4):
+            client.send(b"a" * 65536)
+        self.assertStatus(client.received(), 431)
+        self.assertTrue(client.closed)
+
+    def test_other_transfer_coding_is_501(self) -> None:
+        """A request body coded 'gzip, chunked' is refused with 501 rather than
+        forwarded as plain chunked."""
+        client = self.connect_client()
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n"
+        )
+        self.assertStatus(client.received(), 501)
+        self.assertEqual(self.pending_connections(), [])
+
+    def test_http10_chunked_closes(self) -> None:
+        """An HTTP/1.0 request with Transfer-Encoding is answered, then its
+        connection closed (RFC 9112, 6.1)."""
+        client = self.connect_client()
+        client.send(
+            b"POST / HTTP/1.0\r\nConnection: keep-alive\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        self.accept().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(header(client.received(), b"connection"), [b"close"])
+        self.assertTrue(client.closed)
+
+    def test_many_upgrade_requests_in_one_read(self) -> None:
+        """Hundreds of Upgrade requests in one read are handled in a loop, not
+        by recursion."""
+        self.frontend.default.servers[0].disabled = True  # type: ignore[union-attr]
+        client = self.connect_client()
+        client.send(
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: w\r\n\r\n"
+            * 600
+        )
+        self.assertEqual(client.received().count(b"HTTP/1.1 503 "), 600)
 
 
 class TimeoutTests(ProxyTestCase):
@@ -585,6 +800,44 @@ class ChannelTimeoutTests(ProxyTestCase):
         client.get()
         self.accept().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
         client.stop_reading()
+        self.reactor.advance(10.1)
+        self.assertTrue(client.transport.aborted)
+
+    def test_idle_timeout_after_own_answer(self) -> None:
+        """After an answer certlb gives itself (503), an idle connection is
+        closed after 'timeout http-keep-alive'."""
+        self.frontend.default.servers[0].disabled = True  # type: ignore[union-attr]
+        client = self.connect_client()
+        client.get()
+        self.assertStatus(client.received(), 503)
+        self.reactor.advance(2.1)
+        self.assertTrue(client.closed)
+
+    def test_slow_reader_cut_after_response_complete(self) -> None:
+        """A client that stopped reading is cut after 'timeout client' even
+        once its response is read whole from the server."""
+        client = self.connect_client()
+        client.get(headers=b"Connection: close\r\n")
+        server = self.accept()
+        server.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n")
+        client.stop_reading()
+        server.respond(b"body")
+        self.assertTrue(client.closed)
+        self.reactor.advance(9.9)
+        self.assertFalse(client.transport.aborted)
+        self.reactor.advance(0.2)
+        self.assertTrue(client.transport.aborted)
+
+    def test_upload_timeout_survives_response_backpressure(self) -> None:
+        """'timeout client' still guards an unfinished upload after the client
+        paused and resumed reading an early response."""
+        client = self.connect_client()
+        client.send(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789"
+        )
+        self.accept().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+        client.stop_reading()
+        client.start_reading()
         self.reactor.advance(10.1)
         self.assertTrue(client.transport.aborted)
 

@@ -80,6 +80,20 @@ class ResourceOnlyTests(ProxyTestCase):
         )
         self.assertEqual(header(client.received(), b"server"), [b"backend/1"])
 
+    def test_no_default_content_type(self) -> None:
+        """No Content-Type is added that the server did not send."""
+        client = self.connect_client()
+        client.get()
+        self.accept().respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertEqual(header(client.received(), b"content-type"), [])
+
+    def test_connect_refused(self) -> None:
+        """CONNECT is answered 405, as certlb's own listeners answer it."""
+        client = self.connect_client()
+        client.send(b"CONNECT example:443 HTTP/1.1\r\nHost: example:443\r\n\r\n")
+        self.assertStatus(client.received(), 405)
+        self.assertEqual(self.pending_connections(), [])
+
     def test_mounted_from_service(self) -> None:
         """C{CertlbService.resource(name)} gives the resource of a frontend."""
         config, _ = parse_config(

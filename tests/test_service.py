@@ -168,6 +168,18 @@ class LimitTests(SynchronousTestCase):
         limits.closed("fe")
         self.assertTrue(port.reading)
 
+    def test_stopped_port_not_resumed(self) -> None:
+        """A port removed (it stopped listening) is not resumed when a
+        connection closes."""
+        limits = ConnectionLimits(None, {"fe": 1})
+        port = _Port()
+        limits.add_port("fe", port)
+        limits.accept("fe")
+        self.assertFalse(port.reading)
+        limits.remove_port(port)
+        limits.closed("fe")
+        self.assertFalse(port.reading)
+
     def test_global_limit(self) -> None:
         """The global maxconn counts every frontend's connections."""
         limits = ConnectionLimits(2, {})

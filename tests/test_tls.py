@@ -548,7 +548,7 @@ class VerifyCallbackFailureTests(SynchronousTestCase):
         """An exception in the verify callback refuses the client and is
         logged as a failure, not lost."""
 
-        def broken(self: VerifyRecord, code: int, depth: int) -> bool:
+        def broken(self: VerifyRecord, code: int, depth: int, ok: bool) -> bool:
             raise RuntimeError("broken verify")
 
         self.patch(VerifyRecord, "verify", broken)
@@ -656,3 +656,39 @@ class ServerDetailsTests(SynchronousTestCase):
         self.assertTrue(
             verifyObject(IOpenSSLServerConnectionCreator, server_tls("optional"))
         )
+
+
+class _FakeConnection:
+    """What VerifyRecord reads of an OpenSSL connection, with odd values."""
+
+    def __init__(self, servername: bytes | None) -> None:
+        self.servername = servername
+
+    def get_peer_certificate(self, as_cryptography: bool) -> None:
+        return None
+
+    def get_servername(self) -> bytes | None:
+        return self.servername
+
+    def get_protocol_version_name(self) -> str:
+        return "TLSv1.3"
+
+    def get_cipher_name(self) -> str:
+        return "TLS_AES_128_GCM_SHA256"
+
+
+class RecordEdgeTests(SynchronousTestCase):
+    def test_verdict_without_code_is_an_error(self) -> None:
+        """OpenSSL failing a certificate without an error code is recorded as
+        error 1 and refuses it, never as a pass."""
+        record = VerifyRecord(VerifyPolicy())
+        self.assertFalse(record.verify(0, 0, False))
+        self.assertEqual([(e.code, e.depth) for e in record.errors], [(1, 0)])
+        self.assertTrue(record.verify(0, 0, True))
+
+    def test_sni_not_ascii(self) -> None:
+        """A server name that is not ASCII is kept, escaped, instead of making
+        the state fail on every request."""
+        record = VerifyRecord(VerifyPolicy())
+        state = record.state(_FakeConnection(b"xn--a\xff"))  # type: ignore[arg-type]
+        self.assertEqual(state.sni, "xn--a\\xff")

@@ -31,6 +31,12 @@ class ServerState:
         return self.up and not self.disabled and self.weight > 0
 
     @property
+    def address(self) -> str:
+        """C{host:port}, IPv6 in brackets."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
     def label(self) -> str:
         """C{backend/server}, as logs name it."""
         return f"{self.backend}/{self.name}"

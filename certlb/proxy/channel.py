@@ -86,6 +86,13 @@ class BodyPipe:
             sink.body_end()
         self._channel.resume_reading(self)
 
+    def detach(self) -> None:
+        """The sink failed before taking any of the body (the request goes to
+        another server): keep what arrives for the next sink."""
+        self._sink = None
+        if self._buffer is None:
+            self._buffer = []
+
     def discard(self) -> None:
         """Drop the body: it will not be forwarded (the request was answered)."""
         self._sink = None
@@ -188,6 +195,9 @@ class HTTPChannel(Protocol):
         self._closing = False
         self._broken = False
         self._starting = False
+        self._progress = 0
+        self._stalled = 0
+        self._abort_timer: IDelayedCall | None = None
         self._framing = NO_BODY
         self._close_after = False
         self._response_started = False
@@ -209,6 +219,8 @@ class HTTPChannel(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
         self._cancel_timer()
+        if self._abort_timer is not None and self._abort_timer.active():
+            self._abort_timer.cancel()
         if not self._received_any:
             self._log_handshake_failure(reason)
         current, self._current = self._current, None
@@ -258,16 +270,24 @@ class HTTPChannel(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self._received_any = True
-        if self._closing or self._broken:
-            return
+        while data and not (self._closing or self._broken):
+            data = self._feed(data)
+
+    def _feed(self, data: bytes) -> bytes:
+        """Parse C{data}; return what is left for a new parser, if any."""
+        progress = self._progress
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
-            self._upgraded(data[e.args[0] :])
+            # llhttp stops after a request that carries Upgrade.  certlb does
+            # not switch protocols: the request went on as a plain one, its
+            # Upgrade header dropped; what follows is read by a new parser.
+            self._parser = httptools.HttpRequestParser(self)
+            return data[e.args[0] :]
         except httptools.HttpParserCallbackError as e:
             if isinstance(e.__context__, _Reject):
                 self._bad_request(str(e.__context__), e.__context__.status)
-                return
+                return b""
             # Raised by certlb's own code in a parser callback: a bug.
             log.failure(
                 "frontend {frontend}: internal error while reading a request",
@@ -280,18 +300,22 @@ class HTTPChannel(Protocol):
                 self._abort()
         except httptools.HttpParserError as e:
             self._bad_request(str(e) or e.__class__.__name__)
-
-    def _upgraded(self, rest: bytes) -> None:
-        # llhttp stops after a request that carries Upgrade.  certlb does not
-        # switch protocols: the request went on as a plain one, its Upgrade
-        # header dropped; parsing resumes with a fresh parser.
-        if self._closing:
-            return
-        self._parser = httptools.HttpRequestParser(self)
-        if rest:
-            self.dataReceived(rest)
+        else:
+            # llhttp keeps an unfinished header line (or trailer) without
+            # telling: bound what it may keep, as the head itself is bounded.
+            if self._progress != progress:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > MAX_HEAD_BYTES:
+                    self._bad_request(
+                        f"a header line over {MAX_HEAD_BYTES} bytes",
+                        431 if self._in_head else 400,
+                    )
+        return b""
 
     def on_message_begin(self) -> None:
+        self._progress += 1
         self._url = []
         self._headers = []
         self._head_bytes = 0
@@ -300,10 +324,12 @@ class HTTPChannel(Protocol):
             self._arm(_HEADERS, self.frontend.http_request_timeout)
 
     def on_url(self, url: bytes) -> None:
+        self._progress += 1
         self._url.append(url)
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress += 1
         if self._reading is None:
             self._headers.append((name, value))
             self._count(len(name) + len(value))
@@ -318,20 +344,29 @@ class HTTPChannel(Protocol):
             )
 
     def on_headers_complete(self) -> None:
+        self._progress += 1
         self._in_head = False
+        if self._closing:
+            return
         parser = self._parser
         method = parser.get_method()
         if method == b"CONNECT":
             raise _Reject(405, "CONNECT is not supported: certlb does not tunnel")
-        framing, length = body_framing(self._headers)
+        framing, length, codings = body_framing(self._headers)
+        if codings or framing == UNTIL_CLOSE:
+            raise _Reject(501, "a transfer coding other than chunked")
+        version = parser.get_http_version().encode("ascii")
         head = RequestHead(
             method=method,
             target=b"".join(self._url),
-            version=parser.get_http_version().encode("ascii"),
+            version=version,
             headers=self._headers,
             framing=framing,
             length=length,
-            keep_alive=parser.should_keep_alive(),
+            # An HTTP/1.0 message with Transfer-Encoding has faulty framing:
+            # close after it (RFC 9112, 6.1).
+            keep_alive=parser.should_keep_alive()
+            and not (version == b"1.0" and framing == CHUNKED),
         )
         incoming = Incoming(head, BodyPipe(self))
         incoming.body.complete = framing == NO_BODY
@@ -343,17 +378,21 @@ class HTTPChannel(Protocol):
             self.pause_reading(_PIPELINE)
 
     def on_body(self, data: bytes) -> None:
+        self._progress += 1
         if self._reading is not None:
             if self._timer_kind == _CLIENT and self._timer is not None:
                 self._timer.reset(self.frontend.client_timeout)
             self._reading.body.feed(data)
 
     def on_message_complete(self) -> None:
+        self._progress += 1
         incoming, self._reading = self._reading, None
         if incoming is None:
             return
         # llhttp resets its keep-alive flag once the message is over: read it here.
-        incoming.head.keep_alive = self._parser.should_keep_alive()
+        incoming.head.keep_alive = (
+            incoming.head.keep_alive and self._parser.should_keep_alive()
+        )
         incoming.body.end()
         if self._timer_kind == _CLIENT and not self._response_started:
             self._cancel_timer()
@@ -417,7 +456,11 @@ class HTTPChannel(Protocol):
 
     def client_reading(self) -> None:
         if self._timer_kind == _CLIENT:
-            self._cancel_timer()
+            if self._reading is not None:
+                # A request body is still to come: the client owes that.
+                self._arm(_CLIENT, self.frontend.client_timeout)
+            else:
+                self._cancel_timer()
 
     # -- errors ----------------------------------------------------------------
 
@@ -431,24 +474,36 @@ class HTTPChannel(Protocol):
             why=why,
         )
         self._broken = True
-        self._reading = None
+        reading, self._reading = self._reading, None
         self._pending.clear()
-        if self._current is None:
+        current = self._current
+        if current is None:
             self._answer_and_close(status)
+        elif reading is not None and reading is current.incoming:
+            # The body being forwarded is broken, and so is its exchange.
+            self._current = None
+            current.client_gone()
+            if self._response_started:
+                self._abort()
+            else:
+                self._answer_and_close(status)
         else:
             # A response is under way; it cannot be followed by an error.
             self._close_after = True
 
     def _answer_and_close(self, status: int) -> None:
-        self._cancel_timer()
-        self._closing = True
         self.transport.write(error_response(status, close=True))
-        self.transport.loseConnection()
+        self._lose()
 
     def _lose(self) -> None:
+        """Close once what was written is sent; a client that reads nothing
+        more is cut after C{timeout client}."""
         self._closing = True
         self._cancel_timer()
         self.transport.loseConnection()
+        self._abort_timer = self.clock.callLater(
+            self.frontend.client_timeout, self.transport.abortConnection
+        )
 
     def _abort(self) -> None:
         self._closing = True
@@ -560,7 +615,8 @@ class HTTPChannel(Protocol):
             self._starting = False
         if not self._pending:
             self.resume_reading(_PIPELINE)
-        if self._current is None and self._reading is None and not self._closing:
+        waiting = self._reading is None or self._reading.body.complete
+        if self._current is None and waiting and not self._closing:
             if self._in_head:  # the next request has begun to arrive
                 self._arm(_HEADERS, self.frontend.http_request_timeout)
             else:

@@ -29,6 +29,9 @@ from certlb.rules.context import ConnectionInfo, RequestContext
 
 log = Logger()
 
+# Methods whose requests may be sent twice (RFC 9110, 9.2.2).
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
 
 class Downstream(Protocol):
     """What an exchange answers its client through (a front door)."""
@@ -102,7 +105,17 @@ class Exchange:
         self._retried = False
 
     def start(self) -> None:
-        """Route the request, pick a server, and send it there."""
+        """Route the request, pick a server, and send it there.
+
+        An exception from a rule or a balancer (a plugin's, say) ends this
+        request with a 500 and is logged; the connection goes on.
+        """
+        try:
+            self._route()
+        except Exception:
+            self._bug(Failure())
+
+    def _route(self) -> None:
         head = self.incoming.head
         self.context = context = RequestContext(
             head.method.decode("latin-1"),
@@ -133,6 +146,10 @@ class Exchange:
         if backend.server_close or self.frontend.server_close:
             headers.append((b"Connection", b"close"))
         forwardfor = backend.forwardfor or self.frontend.forwardfor
+        if head.version == b"1.0" and not any(n.lower() == b"host" for n, _ in headers):
+            # Sent on as HTTP/1.1, which requires a Host, as nginx does.
+            assert self.server is not None
+            headers.insert(0, (b"Host", self.server.address.encode("ascii")))
         if forwardfor is not None:
             client = self.connection.source[0]
             name = forwardfor.header.lower()
@@ -186,7 +203,7 @@ class Exchange:
                 self._done = True
                 self.downstream.abort_response()
             else:
-                self._error(502, "internal error")
+                self._error(500, "internal error")
 
     # -- ResponseHandler -------------------------------------------------------
 
@@ -197,12 +214,15 @@ class Exchange:
             self.downstream.send_informational(status, reason, end_to_end(headers))
 
     def response_head(
-        self, status: int, reason: bytes, headers: Headers, framing: str
+        self, status: int, reason: bytes, headers: Headers, framing: str, codings: bytes
     ) -> None:
         if self._done:
             return
         self._responded = True
-        self.downstream.send_head(status, reason, end_to_end(headers), framing, self)
+        headers = end_to_end(headers)
+        if codings:  # transfer codings besides chunked, which certlb keeps
+            headers.append((b"Transfer-Encoding", codings))
+        self.downstream.send_head(status, reason, headers, framing, self)
 
     def response_data(self, data: bytes) -> None:
         if not self._done:
@@ -222,11 +242,19 @@ class Exchange:
             return
         self.upstream = None
         if not self._responded:
-            if upstream.reused and not self._retried and not self.incoming.body.started:
-                # A kept-alive connection that the server had closed meanwhile:
-                # nothing was processed, so the request can go again, on a new
-                # connection.
+            if (
+                failure.retryable
+                and upstream.reused
+                and not self._retried
+                and self.incoming.head.method in IDEMPOTENT
+                and not self.incoming.body.started
+            ):
+                # A kept-alive connection that the server closed meanwhile,
+                # without a byte of answer: the request was most likely not
+                # processed, and being idempotent, it may go again (RFC 9110,
+                # 9.2.2), on a new connection.
                 self._retried = True
+                self.incoming.body.detach()
                 self._connect(fresh=True)
                 return
             self._error(failure.status, failure.why)

@@ -34,9 +34,8 @@ REASONS = {
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
     404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
     413: b"Payload Too Large", 431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
-    501: b"Not Implemented", 502: b"Bad Gateway", 503: b"Service Unavailable",
-    504: b"Gateway Timeout",
+    500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
+    503: b"Service Unavailable", 504: b"Gateway Timeout",
 }  # fmt: skip
 
 # Bodies of the answers certlb gives itself, like HAProxy's.
@@ -46,6 +45,7 @@ ERROR_TEXT = {
     408: "Your client did not send a complete request in time.",
     431: "The request line and headers are too large.",
     500: "certlb met an internal error; its log says more.",
+    501: "certlb forwards request bodies with no transfer coding but chunked.",
     502: "The server could not be reached or gave an invalid or incomplete response.",
     503: "No server is available to handle this request.",
     504: "The server did not respond in time.",
@@ -86,24 +86,41 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return tokens
 
 
+# Headers that a Connection header may not remove: the message's length (its
+# removal would let a body be read as another request) and its host.
+PROTECTED = frozenset({b"content-length", b"host"})
+
+
 def end_to_end(headers: Headers) -> Headers:
-    """C{headers} without hop-by-hop ones, nor those that C{Connection} names."""
-    drop = HOP_BY_HOP | connection_tokens(headers)
+    """C{headers} without hop-by-hop ones, nor those that C{Connection} names
+    (except L{PROTECTED} ones)."""
+    drop = HOP_BY_HOP | (connection_tokens(headers) - PROTECTED)
     return [(n, v) for n, v in headers if n.lower() not in drop]
 
 
-def body_framing(headers: Headers) -> tuple[str, int | None]:
-    """How a message with these (already validated) headers frames its body."""
+def body_framing(headers: Headers) -> tuple[str, int | None, bytes]:
+    """How a message with these (already validated) headers frames its body.
+
+    @return: the framing, the length (for L{LENGTH}), and the transfer
+        codings other than the final C{chunked}, comma-separated (C{b""} for
+        none).  With codings but no final C{chunked}, the body lasts until
+        the connection closes (RFC 9112, 6.3).
+    """
     length: int | None = None
+    codings: list[bytes] = []
     for name, value in headers:
         lower = name.lower()
         if lower == b"transfer-encoding":
-            return CHUNKED, None
-        if lower == b"content-length":
+            codings += [c.strip().lower() for c in value.split(b",") if c.strip()]
+        elif lower == b"content-length":
             length = int(value.strip())
+    if codings:
+        if codings[-1] == b"chunked":
+            return CHUNKED, None, b", ".join(codings[:-1])
+        return UNTIL_CLOSE, None, b", ".join(codings)
     if length is None:
-        return NO_BODY, None
-    return (LENGTH, length) if length else (NO_BODY, 0)
+        return NO_BODY, None, b""
+    return (LENGTH, length, b"") if length else (NO_BODY, 0, b"")
 
 
 def serialize_head(first_line: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:

@@ -37,6 +37,13 @@ class ConnectionLimits:
         if hasattr(port, "stopReading") and hasattr(port, "startReading"):
             self._ports.setdefault(frontend, []).append(port)
 
+    def remove_port(self, port: object) -> None:
+        """Forget a port that stops listening (it must not be resumed)."""
+        for ports in self._ports.values():
+            if port in ports:
+                ports.remove(port)
+        self._paused.discard(id(port))
+
     def count(self, frontend: str) -> int:
         return self._counts.get(frontend, 0)
 

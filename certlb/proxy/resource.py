@@ -41,21 +41,27 @@ CHUNK = 65536
 class _SpooledBody:
     """A request body that twisted.web has already read, sent on demand."""
 
+    # Read from a file, the body can always be sent again.
+    started = False
+
     def __init__(self, content: IO[bytes] | None, length: int) -> None:
         self._content = content
         self.length = length
         self.complete = True
-        self.started = False
         self._sink: Any = None
         self._paused = False
         self._sent = 0
 
     def attach(self, sink: Any) -> None:
         self._sink = sink
-        self.started = True
+        self._sent = 0
+        self._paused = False
         if self._content is not None:
             self._content.seek(0)
         self._pump()
+
+    def detach(self) -> None:
+        self._sink = None
 
     def _pump(self) -> None:
         sink = self._sink
@@ -136,7 +142,7 @@ class _RequestDownstream:
             self.request.unregisterProducer()
             self.request.finish()
 
-    def send_error(self, status: int, exchange: Exchange) -> None:
+    def send_error(self, status: int, exchange: Exchange | None) -> None:
         if self.gone:
             return
         request = self.request
@@ -169,6 +175,11 @@ class FrontendResource(Resource):
         self.engine = engine
 
     def render(self, request: Request) -> Any:
+        # No Content-Type of twisted.web's own: only the server's.
+        request.defaultContentType = None
+        if request.method == b"CONNECT":
+            _RequestDownstream(request).send_error(405, None)
+            return NOT_DONE_YET
         content = request.content
         length = 0
         if content is not None:

@@ -34,6 +34,7 @@ from certlb.proxy.http import (
     UNTIL_CLOSE,
     Headers,
     body_framing,
+    connection_tokens,
 )
 
 log = Logger()
@@ -50,12 +51,16 @@ class UpstreamError(Exception):
     @ivar status: what the client gets when nothing was sent yet: 502 (the
         server refused, reset, or answered garbage) or 504 (it was too slow).
     @ivar why: a short text for the log.
+    @ivar retryable: the server closed the connection without sending a
+        byte: on a kept-alive connection, the request was most likely never
+        processed.
     """
 
-    def __init__(self, status: int, why: str) -> None:
+    def __init__(self, status: int, why: str, retryable: bool = False) -> None:
         super().__init__(why)
         self.status = status
         self.why = why
+        self.retryable = retryable
 
 
 class ResponseHandler(TypingProtocol):
@@ -65,7 +70,7 @@ class ResponseHandler(TypingProtocol):
         self, status: int, reason: bytes, headers: Headers
     ) -> None: ...
     def response_head(
-        self, status: int, reason: bytes, headers: Headers, framing: str
+        self, status: int, reason: bytes, headers: Headers, framing: str, codings: bytes
     ) -> None: ...
     def response_data(self, data: bytes) -> None: ...
     def response_end(self) -> None: ...
@@ -126,6 +131,11 @@ class UpstreamConnection(Protocol):
         self._idle_timer: IDelayedCall | None = None
         self._paused = False
         self._reusable = True
+        self._codings = b""
+        self._answered = False  # any byte of a response came
+        self._ended: ResponseHandler | None = None
+        self._progress = 0
+        self._stalled = 0
 
     # -- connection -------------------------------------------------------
 
@@ -139,17 +149,20 @@ class UpstreamConnection(Protocol):
         handler, self.handler = self.handler, None
         if handler is None:
             return
-        if self._head_received and self._framing == UNTIL_CLOSE:
-            # A body delimited by the end of the connection is complete now.
+        clean = reason.check(error.ConnectionDone) is not None
+        if self._head_received and self._framing == UNTIL_CLOSE and clean:
+            # A body delimited by the end of the connection is complete now
+            # (but not when the connection was reset).
             handler.response_end()
             return
         if self._head_received:
             why = "the server closed the connection before the end of the response"
         else:
             why = "the server closed the connection without a response"
-        if reason.check(error.ConnectionLost) and reason.getErrorMessage():
+        if not clean and reason.getErrorMessage():
             why += f" ({reason.getErrorMessage()})"
-        handler.response_failed(UpstreamError(502, why), self)
+        failure = UpstreamError(502, why, retryable=not self._answered)
+        handler.response_failed(failure, self)
 
     # -- request ------------------------------------------------------------
 
@@ -177,8 +190,10 @@ class UpstreamConnection(Protocol):
             http-server-close}).
         """
         self._cancel_idle()
-        self._reusable = not close
+        if close:
+            self._reusable = False
         self.handler = handler
+        self._answered = False
         self._headers = []
         self._head_received = False
         self.informational = False
@@ -232,8 +247,11 @@ class UpstreamConnection(Protocol):
         if self.handler is None:
             # Nothing was asked: a server that talks now is out of step.
             self._reusable = False
+            self.pool.lost(self)
             self.transport.loseConnection()
             return
+        self._answered = True
+        progress = self._progress
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
@@ -247,16 +265,36 @@ class UpstreamConnection(Protocol):
             self._fail(UpstreamError(502, f"invalid response from the server: {e}"))
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamError(502, "the server switched protocols"))
+        else:
+            if self._progress != progress:
+                self._stalled = 0
+            else:
+                self._stalled += len(data)
+                if self._stalled > MAX_HEAD_BYTES:
+                    self._fail(UpstreamError(502, "response head too large"))
+        finally:
+            # A response ends once llhttp is done with this read: what came
+            # after it in the same read must not be taken as the answer to
+            # the next request sent on this connection.
+            ended, self._ended = self._ended, None
+            if ended is not None:
+                self.pool.release(self)
+                ended.response_end()
 
     def on_message_begin(self) -> None:
+        self._progress += 1
+        if self._ended is not None or self.handler is None:
+            self._reusable = False  # a message nobody asked for: out of step
         self._headers = []
         self._reason = b""
         self._head_bytes = 0
 
     def on_status(self, reason: bytes) -> None:
+        self._progress += 1
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._progress += 1
         if not self._head_received:
             self._headers.append((name, value))
             self._head_bytes += len(name) + len(value)
@@ -264,6 +302,7 @@ class UpstreamConnection(Protocol):
                 raise httptools.HttpParserError("response head too large")
 
     def on_headers_complete(self) -> None:
+        self._progress += 1
         handler = self.handler
         if handler is None:
             return
@@ -276,27 +315,29 @@ class UpstreamConnection(Protocol):
             return
         self.informational = False
         self._head_received = True
+        framing, _, codings = body_framing(self._headers)
         if self._head_request or status in (204, 304):
-            self._framing = NO_BODY
-        else:
-            framing, _ = body_framing(self._headers)
-            if framing == NO_BODY and not _has_length(self._headers):
-                framing = UNTIL_CLOSE
-            self._framing = framing
-        handler.response_head(status, self._reason, self._headers, self._framing)
+            framing = NO_BODY
+        elif framing == NO_BODY and not _has_length(self._headers):
+            framing = UNTIL_CLOSE
+        self._framing = framing
+        handler.response_head(status, self._reason, self._headers, framing, codings)
         if self._head_request and self.handler is handler:
             # llhttp cannot be told that a HEAD response has no body: end it
             # here and read the next response with a fresh parser.
+            keep_alive = self._keep_alive_headers()
             self._parser = httptools.HttpResponseParser(self)
-            self._complete(self._keep_alive_headers())
+            self._complete(keep_alive)
 
     def on_body(self, data: bytes) -> None:
+        self._progress += 1
         if self.handler is not None and self._head_received:
             self.handler.response_data(data)
         elif self._head_request:
             self._reusable = False  # body bytes after a HEAD response
 
     def on_message_complete(self) -> None:
+        self._progress += 1
         if self.informational:
             self.informational = False
             return
@@ -305,10 +346,12 @@ class UpstreamConnection(Protocol):
         self._complete(self._parser.should_keep_alive())
 
     def _keep_alive_headers(self) -> bool:
-        for name, value in self._headers:
-            if name.lower() == b"connection" and b"close" in value.lower():
-                return False
-        return True
+        """Whether the response head allows another request (for a HEAD
+        response, whose end llhttp does not see)."""
+        tokens = connection_tokens(self._headers)
+        if self._parser.get_http_version() == "1.0":
+            return b"keep-alive" in tokens
+        return b"close" not in tokens
 
     def _complete(self, keep_alive: bool) -> None:
         handler, self.handler = self.handler, None
@@ -319,11 +362,9 @@ class UpstreamConnection(Protocol):
             self._paused = False
             self.transport.resumeProducing()
         self._reusable = self._reusable and keep_alive and self._request_sent
-        # Back to the pool first, so that the client's next request (perhaps
-        # already waiting) can use this connection.
-        self.pool.release(self)
-        assert handler is not None
-        handler.response_end()
+        # Ended (and back to the pool) when this read is parsed: see
+        # dataReceived.
+        self._ended = handler
 
     def _fail(self, failure: UpstreamError) -> None:
         handler, self.handler = self.handler, None
@@ -424,7 +465,7 @@ class ConnectionPool:
         idle = self._idle.get(key)
         while idle and not fresh:
             connection = idle.pop()
-            if connection.connected:
+            if connection.reusable and not connection.transport.disconnecting:
                 connection._cancel_idle()
                 return succeed(connection)
         endpoint = _endpoint(self.reactor, host, port, connect_timeout)

@@ -47,7 +47,7 @@ def _verify_callback(
     """Record one verification step; never let an exception pass silently."""
     try:
         record: VerifyRecord = connection.verify_record
-        return record.verify(code, depth)
+        return record.verify(code, depth, bool(ok))
     except Exception:
         # pyOpenSSL would keep the exception and fail later, obscurely: log it,
         # record it as an application verification failure, and refuse the

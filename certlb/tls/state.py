@@ -92,9 +92,15 @@ class VerifyRecord:
     errors: list[VerifyError] = attrs.Factory(list)
     _state: ClientCertState | None = None
 
-    def verify(self, code: int, depth: int) -> bool:
-        """Record one verify callback; return whether the handshake goes on."""
+    def verify(self, code: int, depth: int, ok: bool = True) -> bool:
+        """Record one verify callback; return whether the handshake goes on.
+
+        @param ok: OpenSSL's own verdict; a failure without an error code is
+            recorded as X509_V_ERR_UNSPECIFIED (1).
+        """
         self.presented = True
+        if code == 0 and not ok:
+            code = 1
         if code == 0:
             return True
         self.errors.append(VerifyError(code, depth))
@@ -126,7 +132,8 @@ class VerifyRecord:
             certificate=certificate,
             protocol=connection.get_protocol_version_name(),
             cipher=connection.get_cipher_name(),
-            sni=name.decode("idna") if name else None,
+            # Host names in SNI are ASCII; anything else is shown escaped.
+            sni=name.decode("ascii", "backslashreplace") if name else None,
         )
 
 
