@@ -57,6 +57,11 @@ def parse_address(text: str, what: str) -> tuple[str, int | None]:
     return host, parse_port(port_text, what, text)
 
 
+def format_address(host: str, port: int) -> str:
+    """C{host:port} as a user writes it, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def parse_port(port_text: str, what: str, text: str) -> int:
     """Parse a port number, naming C{text} when it is not one."""
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import attrs
 from attrs import validators as v
 
+from certlb.config.addresses import format_address
 from certlb.config.errors import Location, Problem
 
 VERIFY_MODES = ("none", "optional", "required")
@@ -117,8 +118,7 @@ class Bind:
     @property
     def address(self) -> str:
         """The address as a user would write it, IPv6 in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_address(self.host, self.port)
 
 
 @attrs.frozen
@@ -135,8 +135,7 @@ class Server:
 
     @property
     def address(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_address(self.host, self.port)
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import attrs
 from zope.interface import implementer
 
+from certlb.config.addresses import format_address
 from certlb.rules.interfaces import IBalancer, IRequestContext
 
 
@@ -33,8 +34,7 @@ class ServerState:
     @property
     def address(self) -> str:
         """C{host:port}, IPv6 in brackets."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return format_address(self.host, self.port)
 
     @property
     def label(self) -> str:
