@@ -24,10 +24,13 @@ from zope.interface import implementer
 from certlb.proxy.http import (
     CHUNKED,
     LAST_CHUNK,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
     NO_BODY,
     UNTIL_CLOSE,
     Headers,
     RequestHead,
+    StallGuard,
     body_framing,
     error_response,
     serialize_head,
@@ -153,11 +156,6 @@ class _Reject(Exception):
 # Why reading may be paused, besides a body pipe: a request waits its turn.
 _PIPELINE = "pipeline"
 
-# The most a request line and headers may take, as with HAProxy's and nginx's
-# buffers: beyond, the client gets 431.
-MAX_HEAD_BYTES = 65536
-MAX_HEADERS = 100
-
 # What the one timer of a channel is waiting for.
 _HEADERS = "http-request"
 _CLIENT = "client"
@@ -195,8 +193,7 @@ class HTTPChannel(Protocol):
         self._closing = False
         self._broken = False
         self._starting = False
-        self._progress = 0
-        self._stalled = 0
+        self._guard = StallGuard()
         self._abort_timer: IDelayedCall | None = None
         self._framing = NO_BODY
         self._close_after = False
@@ -275,7 +272,7 @@ class HTTPChannel(Protocol):
 
     def _feed(self, data: bytes) -> bytes:
         """Parse C{data}; return what is left for a new parser, if any."""
-        progress = self._progress
+        self._guard.before()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as e:
@@ -301,21 +298,15 @@ class HTTPChannel(Protocol):
         except httptools.HttpParserError as e:
             self._bad_request(str(e) or e.__class__.__name__)
         else:
-            # llhttp keeps an unfinished header line (or trailer) without
-            # telling: bound what it may keep, as the head itself is bounded.
-            if self._progress != progress:
-                self._stalled = 0
-            else:
-                self._stalled += len(data)
-                if self._stalled > MAX_HEAD_BYTES:
-                    self._bad_request(
-                        f"a header line over {MAX_HEAD_BYTES} bytes",
-                        431 if self._in_head else 400,
-                    )
+            if self._guard.over(len(data)):
+                self._bad_request(
+                    f"a header line over {MAX_HEAD_BYTES} bytes",
+                    431 if self._in_head else 400,
+                )
         return b""
 
     def on_message_begin(self) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         self._url = []
         self._headers = []
         self._head_bytes = 0
@@ -324,12 +315,12 @@ class HTTPChannel(Protocol):
             self._arm(_HEADERS, self.frontend.http_request_timeout)
 
     def on_url(self, url: bytes) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         self._url.append(url)
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         if self._reading is None:
             self._headers.append((name, value))
             self._count(len(name) + len(value))
@@ -344,7 +335,7 @@ class HTTPChannel(Protocol):
             )
 
     def on_headers_complete(self) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         self._in_head = False
         if self._closing:
             return
@@ -378,14 +369,14 @@ class HTTPChannel(Protocol):
             self.pause_reading(_PIPELINE)
 
     def on_body(self, data: bytes) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         if self._reading is not None:
             if self._timer_kind == _CLIENT and self._timer is not None:
                 self._timer.reset(self.frontend.client_timeout)
             self._reading.body.feed(data)
 
     def on_message_complete(self) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         incoming, self._reading = self._reading, None
         if incoming is None:
             return

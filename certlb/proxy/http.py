@@ -51,6 +51,39 @@ ERROR_TEXT = {
     504: "The server did not respond in time.",
 }
 
+# The most a message head may take, as with HAProxy's and nginx's buffers.
+MAX_HEAD_BYTES = 65536
+MAX_HEADERS = 100
+
+
+class StallGuard:
+    """Bounds what llhttp keeps without calling back.
+
+    llhttp holds an unfinished header line (or trailer) without a word:
+    count the bytes fed since the last callback, and say when they pass
+    L{MAX_HEAD_BYTES}.  Parser callbacks add to C{progress}.
+    """
+
+    __slots__ = ("_mark", "_stalled", "progress")
+
+    def __init__(self) -> None:
+        self.progress = 0
+        self._mark = 0
+        self._stalled = 0
+
+    def before(self) -> None:
+        """Call before feeding the parser."""
+        self._mark = self.progress
+
+    def over(self, fed: int) -> bool:
+        """Call after feeding C{fed} bytes: whether too much is held back."""
+        if self.progress != self._mark:
+            self._stalled = 0
+            return False
+        self._stalled += fed
+        return self._stalled > MAX_HEAD_BYTES
+
+
 # Framing of a message body.
 NO_BODY = "none"
 LENGTH = "length"

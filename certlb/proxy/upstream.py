@@ -30,17 +30,18 @@ from zope.interface import implementer
 from certlb.proxy.http import (
     CHUNKED,
     LAST_CHUNK,
+    MAX_HEAD_BYTES,
+    MAX_HEADERS,
     NO_BODY,
     UNTIL_CLOSE,
     Headers,
+    StallGuard,
     body_framing,
     connection_tokens,
 )
 
 log = Logger()
 
-MAX_HEAD_BYTES = 65536
-MAX_HEADERS = 100
 IDLE_TIMEOUT = 5.0  # seconds an unused connection to a server stays open
 MAX_IDLE_PER_SERVER = 64
 
@@ -134,8 +135,7 @@ class UpstreamConnection(Protocol):
         self._codings = b""
         self._answered = False  # any byte of a response came
         self._ended: ResponseHandler | None = None
-        self._progress = 0
-        self._stalled = 0
+        self._guard = StallGuard()
 
     # -- connection -------------------------------------------------------
 
@@ -251,7 +251,7 @@ class UpstreamConnection(Protocol):
             self.transport.loseConnection()
             return
         self._answered = True
-        progress = self._progress
+        self._guard.before()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserCallbackError as e:
@@ -266,12 +266,8 @@ class UpstreamConnection(Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamError(502, "the server switched protocols"))
         else:
-            if self._progress != progress:
-                self._stalled = 0
-            else:
-                self._stalled += len(data)
-                if self._stalled > MAX_HEAD_BYTES:
-                    self._fail(UpstreamError(502, "response head too large"))
+            if self._guard.over(len(data)):
+                self._fail(UpstreamError(502, "response head too large"))
         finally:
             # A response ends once llhttp is done with this read: what came
             # after it in the same read must not be taken as the answer to
@@ -282,7 +278,7 @@ class UpstreamConnection(Protocol):
                 ended.response_end()
 
     def on_message_begin(self) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         if self._ended is not None or self.handler is None:
             self._reusable = False  # a message nobody asked for: out of step
         self._headers = []
@@ -290,11 +286,11 @@ class UpstreamConnection(Protocol):
         self._head_bytes = 0
 
     def on_status(self, reason: bytes) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         if not self._head_received:
             self._headers.append((name, value))
             self._head_bytes += len(name) + len(value)
@@ -302,7 +298,7 @@ class UpstreamConnection(Protocol):
                 raise httptools.HttpParserError("response head too large")
 
     def on_headers_complete(self) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         handler = self.handler
         if handler is None:
             return
@@ -330,14 +326,14 @@ class UpstreamConnection(Protocol):
             self._complete(keep_alive)
 
     def on_body(self, data: bytes) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         if self.handler is not None and self._head_received:
             self.handler.response_data(data)
         elif self._head_request:
             self._reusable = False  # body bytes after a HEAD response
 
     def on_message_complete(self) -> None:
-        self._progress += 1
+        self._guard.progress += 1
         if self.informational:
             self.informational = False
             return
