@@ -20,6 +20,7 @@ from certlb.proxy.resource import FrontendResource
 from certlb.proxy.runtime import FrontendRuntime, build_runtime
 from certlb.tls.pem import PemError
 from certlb.tls.server import ServerTLS
+from certlb.tls.state import VerifyPolicy
 
 log = Logger()
 
@@ -151,7 +152,12 @@ def _server_tls(bind: Bind, frontend: str) -> ServerTLS:
     assert bind.crt is not None
     try:
         return ServerTLS.for_bind(
-            bind.crt, bind.ca_file, bind.verify, f"{frontend} {bind.address}"
+            bind.crt,
+            bind.ca_file,
+            bind.verify,
+            f"{frontend} {bind.address}",
+            VerifyPolicy(bind.crt_ignore_err, bind.ca_ignore_err),
+            bind.crl_file,
         )
     except PemError as e:
         raise ConfigError(

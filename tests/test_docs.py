@@ -165,8 +165,16 @@ class ConfigurationPageTests(ManPageTestCase):
 
     def test_bind_options(self) -> None:
         """Every bind option and verify mode the parser accepts is documented."""
-        options = {"ssl", "crt", "ca-file", "verify", *VERIFY_MODES}
-        accepted = ["ssl", "crt x", "ca-file x", *(f"verify {m}" for m in VERIFY_MODES)]
+        options = {*keywords.BIND_OPTIONS, *VERIFY_MODES, "all"}
+        accepted = [
+            "ssl",
+            "crt x",
+            "ca-file x",
+            "crl-file x",
+            "crt-ignore-err all",
+            "ca-ignore-err 10,X509_V_ERR_CERT_REVOKED",
+            *(f"verify {m}" for m in VERIFY_MODES),
+        ]
         for option in accepted:
             _, problems = parse_config(f"frontend f\n bind :0 {option}\n")
             self.assertNotIn("bind option", " ".join(p.message for p in problems))

@@ -325,7 +325,9 @@ class ModeAndBindTests(SynchronousTestCase):
             "verify maybe": "unknown verify mode 'maybe'; use none, optional or",
             "sll": "unknown bind option 'sll'; did you mean 'ssl'?",
             "crt": "'bind :443 crt' needs a file name",
-            "crt-ignore-err all": f"bind option 'crt-ignore-err' {later}",
+            "no-sslv3": f"bind option 'no-sslv3' {later}",
+            "crt-ignore-err 10,X": "'X' is not a certificate verification error",
+            "ca-ignore-err 999": "'999' is not a certificate verification error",
             "alpn h2": f"bind option 'alpn' {later}",
             "accept-proxy": f"bind option 'accept-proxy' {later}",
         }.items():

@@ -24,6 +24,7 @@ from certlb.config.conditions import (
 from certlb.config.errors import WARNING, Location, Problem, suggest
 from certlb.config.lexer import Word
 from certlb.config.model import (
+    ALL_ERRORS,
     BALANCE_ALGORITHMS,
     NOWHERE,
     VERIFY_MODES,
@@ -37,6 +38,7 @@ from certlb.config.model import (
     Timeouts,
     UseBackend,
 )
+from certlb.tls.verify_codes import VERIFY_CODE_NUMBERS, VERIFY_CODES
 
 PROXY_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 SECTION_NAMES = {
@@ -194,31 +196,60 @@ def _mode(ctx: Context) -> None:
     ctx.no_more(2)
 
 
+BIND_OPTIONS = (
+    "ssl", "crt", "ca-file", "verify", "crt-ignore-err", "ca-ignore-err", "crl-file",
+)  # fmt: skip
 BIND_OPTIONS_LATER = frozenset(
     """
-    crt-ignore-err ca-ignore-err crl-file alpn npn ciphers ciphersuites
-    curves ecdhe ssl-min-ver ssl-max-ver no-sslv3 no-tlsv10 no-tlsv11
-    no-tlsv12 no-tlsv13 force-tlsv12 force-tlsv13 strict-sni no-ca-names
-    ca-verify-file ca-sign-file crt-list generate-certificates allow-0rtt
-    no-tls-tickets prefer-client-ciphers name id accept-proxy
-    accept-netscaler-cip transparent v4v6 v6only interface defer-accept tfo
-    process thread maxconn backlog mss nice namespace level mode user group
-    uid gid severity-output expose-fd proto quic-cc-algo
+    alpn npn ciphers ciphersuites curves ecdhe ssl-min-ver ssl-max-ver
+    no-sslv3 no-tlsv10 no-tlsv11 no-tlsv12 no-tlsv13 force-tlsv12
+    force-tlsv13 strict-sni no-ca-names ca-verify-file ca-sign-file crt-list
+    generate-certificates allow-0rtt no-tls-tickets prefer-client-ciphers
+    name id accept-proxy accept-netscaler-cip transparent v4v6 v6only
+    interface defer-accept tfo process thread maxconn backlog mss nice
+    namespace level mode user group uid gid severity-output expose-fd proto
+    quic-cc-algo
     """.split()
 )
 
 
+def _error_codes(word: Word) -> frozenset[int] | str:
+    """Read C{all}, or a comma-separated list of verification error numbers
+    or C{X509_V_ERR_*} names."""
+    if word.text == ALL_ERRORS:
+        return ALL_ERRORS
+    codes = set()
+    for item in word.text.split(","):
+        if item.isdigit() and int(item) in VERIFY_CODES:
+            codes.add(int(item))
+        elif item in VERIFY_CODE_NUMBERS:
+            codes.add(VERIFY_CODE_NUMBERS[item])
+        else:
+            hint = suggest(item, VERIFY_CODE_NUMBERS) if not item.isdigit() else ""
+            raise SyntaxProblem(
+                word.location,
+                f"{item!r} is not a certificate verification error; write 'all', "
+                "numbers such as 10,23 or names such as "
+                "X509_V_ERR_CERT_HAS_EXPIRED (certlb.cfg(5) lists them)" + hint,
+            )
+    return frozenset(codes)
+
+
 def _bind(ctx: Context) -> None:
     address = ctx.arg(1, "an address, as in 'bind 127.0.0.1:8443 ssl crt server.pem'")
-    options: dict[str, str | bool] = {}
+    options: dict[str, str | bool | frozenset[int]] = {}
     i = 2
     while i < len(ctx.words):
         word = ctx.words[i]
         name = word.text
         if name == "ssl":
             options["ssl"] = True
-        elif name in ("crt", "ca-file"):
+        elif name in ("crt", "ca-file", "crl-file"):
             options[name] = ctx.path(ctx.arg(i + 1, "a file name"))
+            i += 1
+        elif name in ("crt-ignore-err", "ca-ignore-err"):
+            what = "'all', or error codes or names separated by commas"
+            options[name] = _error_codes(ctx.arg(i + 1, what))
             i += 1
         elif name == "verify":
             mode = ctx.arg(i + 1, "one of none, optional, required")
@@ -237,7 +268,7 @@ def _bind(ctx: Context) -> None:
                 "implement yet",
             )
         else:
-            known = ["ssl", "crt", "ca-file", "verify", *sorted(BIND_OPTIONS_LATER)]
+            known = [*BIND_OPTIONS, *sorted(BIND_OPTIONS_LATER)]
             raise SyntaxProblem(
                 word.location, f"unknown bind option '{name}'" + suggest(name, known)
             )
@@ -261,13 +292,22 @@ def _bind(ctx: Context) -> None:
                 crt=_str_or_none(options.get("crt")),
                 ca_file=_str_or_none(options.get("ca-file")),
                 verify=str(options.get("verify", "none")),
+                crt_ignore_err=_codes(options.get("crt-ignore-err")),
+                ca_ignore_err=_codes(options.get("ca-ignore-err")),
+                crl_file=_str_or_none(options.get("crl-file")),
                 location=address.location,
             )
         )
 
 
-def _str_or_none(value: str | bool | None) -> str | None:
+def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _codes(value: object) -> frozenset[int] | str:
+    if value == ALL_ERRORS or isinstance(value, frozenset):
+        return value
+    return frozenset()
 
 
 SERVER_OPTIONS_LATER = frozenset(

@@ -99,12 +99,21 @@ class Condition:
     location: Location = NOWHERE
 
 
+ALL_ERRORS = "all"
+
+
 @attrs.frozen
 class Bind:
     """A listening address of a frontend, with its TLS settings.
 
     File paths are absolute once parsed (relative ones are resolved against
     the configuration file's directory).
+
+    @ivar crt_ignore_err: verification error codes let through at depth 0
+        (the client's certificate), or L{ALL_ERRORS}.
+    @ivar ca_ignore_err: the same at depth > 0 (the CAs of its chain).
+    @ivar crl_file: a PEM of CRLs; when given, revocation is checked for the
+        whole chain.
     """
 
     host: str
@@ -113,6 +122,9 @@ class Bind:
     crt: str | None = None
     ca_file: str | None = None
     verify: str = attrs.field(default="none", validator=v.in_(VERIFY_MODES))
+    crt_ignore_err: frozenset[int] | str = frozenset()
+    ca_ignore_err: frozenset[int] | str = frozenset()
+    crl_file: str | None = None
     location: Location = NOWHERE
 
     @property

@@ -110,6 +110,33 @@ def load_key_pair(path: str) -> KeyPair:
     )
 
 
+_CRL_BLOCK = re.compile(
+    rb"-----BEGIN X509 CRL-----.*?-----END X509 CRL-----", re.DOTALL
+)
+
+
+def load_crls(path: str) -> list[x509.CertificateRevocationList]:
+    """Load a C{crl-file}: the revocation lists of one or several CAs.
+
+    @raise PemError: the file is missing, unreadable, holds no CRL, or a
+        damaged one.
+    """
+    what = "CRL file"
+    data = _read(path, what)
+    blocks = _CRL_BLOCK.findall(data)
+    if not blocks:
+        raise PemError(f"{what} {path!r} holds no PEM CRL (-----BEGIN X509 CRL-----)")
+    crls = []
+    for number, block in enumerate(blocks, start=1):
+        try:
+            crls.append(x509.load_pem_x509_crl(block))
+        except (ValueError, UnsupportedAlgorithm) as e:
+            raise PemError(
+                f"{what} {path!r}: CRL number {number} is damaged: {e}"
+            ) from None
+    return crls
+
+
 def load_ca_certificates(path: str) -> list[x509.Certificate]:
     """Load a C{ca-file}: one or more CA certificates.
 

@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from certlb.tls.pem import load_ca_certificates, load_key_pair
+from certlb.tls.pem import load_ca_certificates, load_crls, load_key_pair
 from certlb.tls.state import VerifyError, VerifyPolicy, VerifyRecord
 
 log = Logger()
@@ -76,7 +76,11 @@ def _select_alpn(connection: SSL.Connection, offered: list[bytes]) -> Any:
 
 
 def build_context(
-    crt: str, ca_file: str | None, verify: str, session_id: bytes
+    crt: str,
+    ca_file: str | None,
+    verify: str,
+    session_id: bytes,
+    crl_file: str | None = None,
 ) -> SSL.Context:
     """An OpenSSL server context for one bind.
 
@@ -86,6 +90,8 @@ def build_context(
         C{"none"}.
     @param verify: C{"none"}, C{"optional"} or C{"required"}.
     @param session_id: the session ID context (unique per bind).
+    @param crl_file: a PEM of CRLs: revocation is then checked for the whole
+        chain, and a CA without a CRL in the file fails verification.
     @raise certlb.tls.pem.PemError: a file cannot be used.
     """
     pair = load_key_pair(crt)
@@ -114,6 +120,14 @@ def build_context(
         )
         context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         context.set_options(SSL.OP_NO_TICKET)
+        if crl_file is not None:
+            store = context.get_cert_store()
+            assert store is not None
+            for crl in load_crls(crl_file):
+                store.add_crl(crl)
+            store.set_flags(
+                crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL
+            )
     context.set_verify(VERIFY_FLAGS[verify], _verify_callback)
     return context
 
@@ -134,12 +148,12 @@ class ServerTLS:
         verify: str,
         name: str,
         policy: VerifyPolicy | None = None,
+        crl_file: str | None = None,
     ) -> ServerTLS:
         """Build the TLS side of one bind; C{name} makes its session ID context."""
         session_id = hashlib.sha256(name.encode()).digest()[:32]
-        return cls(
-            build_context(crt, ca_file, verify, session_id), policy or VerifyPolicy()
-        )
+        context = build_context(crt, ca_file, verify, session_id, crl_file)
+        return cls(context, policy or VerifyPolicy())
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
         return RecordingConnection(self.context, VerifyRecord(self.policy))

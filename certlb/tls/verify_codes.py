@@ -237,6 +237,11 @@ VERIFY_CODES: dict[int, tuple[str, str]] = {
 }
 
 
+VERIFY_CODE_NUMBERS: dict[str, int] = {
+    name: code for code, (name, _) in VERIFY_CODES.items()
+}
+
+
 def describe(code: int) -> str:
     """C{"certificate has expired (X509_V_ERR_CERT_HAS_EXPIRED, 10)"}."""
     name, meaning = VERIFY_CODES.get(code, ("X509_V_ERR_UNKNOWN", "unknown error"))
