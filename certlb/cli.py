@@ -35,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run a demonstration: a throw-away PKI, sample servers and certlb",
-        description="Generate a throw-away PKI, start three sample servers and "
-        "certlb on 127.0.0.1 (ports 8443, 8444, 18001-18003), and print curl "
+        description="Generate a throw-away PKI, start four sample servers and "
+        "certlb on 127.0.0.1 (ports 8443, 8444, 18001-18004), and print curl "
         "commands to try, with what each should show.  Runs until Ctrl-C.",
     )
     demo.add_argument(
@@ -49,10 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     pki = commands.add_parser(
         "pki",
         help="write a throw-away test PKI into a directory",
-        description="Write CAs, a server certificate for localhost, "
-        "127.0.0.1 and ::1, a CRL and client certificates of every kind (valid, "
-        "expired, not yet valid, revoked, self-signed, from an unknown CA) "
-        "into DIR, with the file names the example configurations use.",
+        description="Write CAs (two roots, an untrusted one, and intermediates "
+        "under CA 1), a server certificate for localhost, 127.0.0.1 and ::1, "
+        "CRLs (both CAs', and variants: expired, one CA missing) and client "
+        "certificates of every kind (valid, expired, not yet valid, revoked, "
+        "self-signed, from an unknown CA, under an expired or revoked "
+        "intermediate) into DIR, with the file names the example "
+        "configurations use.",
     )
     pki.add_argument("directory", metavar="DIR")
     return parser

@@ -18,7 +18,9 @@ from certlb.pki import generate
 from certlb.service import ListenError, make_service
 
 DEMO_CONFIG = "demo.cfg"
-SAMPLE_SERVERS = (("app1", 18001), ("app2", 18002), ("public1", 18003))
+SAMPLE_SERVERS = (
+    ("app1", 18001), ("app2", 18002), ("public1", 18003), ("static1", 18004),
+)  # fmt: skip
 
 
 class EchoResource(Resource):
@@ -70,7 +72,8 @@ def instructions(directory: str) -> str:
     return f"""\
 certlb demo is running; files are in {d}
 
-Port 8443 asks for a client certificate (verify optional):
+Port 8443 lets every client in, and routes by what its certificate was
+(add -i to see the redirects, -L to follow them):
 
   curl {ca} https://127.0.0.1:8443/
       -> 'server public1': no certificate, so the 'public' farm
@@ -78,15 +81,20 @@ Port 8443 asks for a client certificate (verify optional):
       -> 'server app1' or 'server app2', in turn: a valid certificate
   curl {ca} {client("client3")} https://127.0.0.1:8443/
       -> the 'app' farm too: CA 2 is also in ca.pem
-  curl {ca} {client("expired")} https://127.0.0.1:8443/
-      -> refused during the handshake (alert: certificate expired)
-  curl {ca} {client("untrusted")} https://127.0.0.1:8443/
-      -> refused during the handshake (alert: unknown CA)
+  curl -L {ca} {client("expired")} https://127.0.0.1:8443/
+      -> redirected to /certexpired.html, served by 'static1' with
+         X-Ssl-Error: 10 and X-Ssl-Error-Name: X509_V_ERR_CERT_HAS_EXPIRED
+  curl -L {ca} {client("revoked")} https://127.0.0.1:8443/
+      -> /certrevoked.html, with X-Ssl-Error: 23 (found in ca_crl.pem)
+  curl -L {ca} {client("untrusted")} https://127.0.0.1:8443/
+      -> /othererrors.html, with the error of an unknown CA
 
-Port 8444 requires one (verify required):
+Port 8444 requires a valid certificate (verify required):
 
   curl {ca} https://127.0.0.1:8444/
       -> refused during the handshake (alert: certificate required)
+  curl {ca} {client("expired")} https://127.0.0.1:8444/
+      -> refused during the handshake (alert: certificate expired)
   curl {ca} {client("client2")} https://127.0.0.1:8444/
       -> the 'app' farm
 

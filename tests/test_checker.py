@@ -259,10 +259,14 @@ class TlsFileTests(SynchronousTestCase):
 
     def test_tls_options_without_ssl(self) -> None:
         """crt, ca-file or verify without ssl is an error saying to add ssl."""
-        for options in ("crt server.pem", "ca-file ca.crt", "verify optional"):
+        for options, names in (
+            ("crt server.pem", "'crt' needs"),
+            ("ca-file ca.crt", "'ca-file' needs"),
+            ("verify optional", "'verify' needs"),
+            ("crt server.pem verify optional", "'crt' and 'verify' need"),
+        ):
             self.assertIn(
-                "'crt', 'ca-file' and 'verify' need TLS; add 'ssl' to this bind line",
-                self.error(options),
+                f"{names} TLS; add 'ssl' to this bind line", self.error(options)
             )
 
     def test_verify_without_ca_file(self) -> None:
@@ -358,8 +362,10 @@ class TlsFileTests(SynchronousTestCase):
 
 class AclTests(SynchronousTestCase):
     def acl(self, *lines: str) -> list[str]:
-        """The problems of a frontend with C{lines} (the first at line 4)."""
-        return frontend("bind :80", *lines, "default_backend b")
+        """The problems of a frontend with C{lines} (the first at line 4),
+        less the warnings about ACLs left unused (UnusedAclTests has those)."""
+        problems = frontend("bind :80", *lines, "default_backend b")
+        return [p for p in problems if "is declared but no condition" not in p]
 
     def test_unknown_fetch(self) -> None:
         """An unknown fetch is an error with a suggestion; an HAProxy fetch
@@ -372,9 +378,8 @@ class AclTests(SynchronousTestCase):
             ],
         )
         self.assertIn(
-            "fetch 'ssl_c_verify' is an HAProxy fetch that certlb does not "
-            "implement yet",
-            self.acl("acl a ssl_c_verify 0")[0],
+            "fetch 'ssl_c_s_dn' is an HAProxy fetch that certlb does not implement yet",
+            self.acl("acl a ssl_c_s_dn alice")[0],
         )
 
     def test_unknown_converter(self) -> None:
@@ -384,8 +389,8 @@ class AclTests(SynchronousTestCase):
             ["t.cfg:4: error: unknown converter 'lowr'; did you mean 'lower'?"],
         )
         self.assertIn(
-            "converter 'hex' is an HAProxy converter that certlb does not",
-            self.acl("acl a always_true,hex")[0],
+            "converter 'sha1' is an HAProxy converter that certlb does not",
+            self.acl("acl a always_true,sha1")[0],
         )
 
     def test_arguments(self) -> None:
@@ -466,8 +471,28 @@ class AclTests(SynchronousTestCase):
     def test_backend_acls_checked(self) -> None:
         """ACL lines of a backend are checked too."""
         self.assertEqual(
-            backend("server s h:80", "acl a nofetch"),
+            backend("server s h:80", "acl a nofetch", "http-request deny if a"),
             ["t.cfg:4: error: unknown fetch 'nofetch'"],
+        )
+
+
+class UnusedAclTests(SynchronousTestCase):
+    def test_unused_acl_warns_once(self) -> None:
+        """An ACL no condition of its section uses is a warning, once for its
+        several lines; one used by any rule is not."""
+        problems = backend(
+            "server s h:80",
+            "acl unused always_true",
+            "acl unused always_false",
+            "acl used path /x",
+            "redirect location /y if used",
+        )
+        self.assertEqual(
+            problems,
+            [
+                "t.cfg:4: warning: ACL 'unused' is declared but no condition of "
+                "this section uses it"
+            ],
         )
 
 

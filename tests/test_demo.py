@@ -105,7 +105,7 @@ class DemoRunTests(E2ETestCase):
             if client:
                 files += ["--cert", os.path.join(directory, f"{client}.crt")]
                 files += ["--key", os.path.join(directory, f"{client}.key")]
-            return ["-sS", *files, url]
+            return ["-sSL", *files, url]
 
         public = await run("curl", args("https://127.0.0.1:8443/", None))
         self.assertTrue(public.out.startswith(b"server public1\n"), public)
@@ -113,7 +113,18 @@ class DemoRunTests(E2ETestCase):
         self.assertRegex(app.out, rb"^server app[12]\n")
         self.assertIn(b"X-Forwarded-For: 127.0.0.1", app.out)
         expired = await run("curl", args("https://127.0.0.1:8443/", "expired"))
-        self.assertIn(b"alert certificate expired", expired.err)
+        self.assertTrue(
+            expired.out.startswith(b"server static1\nGET /certexpired.html "), expired
+        )
+        self.assertIn(b"X-Ssl-Error: 10\n", expired.out)
+        self.assertIn(b"X-Ssl-Error-Name: X509_V_ERR_CERT_HAS_EXPIRED\n", expired.out)
+        revoked = await run("curl", args("https://127.0.0.1:8443/", "revoked"))
+        self.assertIn(b"GET /certrevoked.html ", revoked.out)
+        self.assertIn(b"X-Ssl-Error: 23\n", revoked.out)
+        untrusted = await run("curl", args("https://127.0.0.1:8443/", "untrusted"))
+        self.assertIn(b"GET /othererrors.html ", untrusted.out)
         required = await run("curl", args("https://127.0.0.1:8444/", None))
         self.assertIn(b"alert certificate required", required.err)
+        expired = await run("curl", args("https://127.0.0.1:8444/", "expired"))
+        self.assertIn(b"alert certificate expired", expired.err)
         self.assertIn(b"frontend demo listening on 127.0.0.1:8443", demo.output)

@@ -3,7 +3,10 @@
 Each test reads the roff source of C{man/certlb.1} or C{man/certlb.cfg.5}
 as plain text and looks, in the right section, for every name the code
 defines: keywords, options, timeouts, fetches, converters, match methods,
-command-line options, and the HAProxy names reported as not implemented yet.
+ACL derivatives, request actions, log-format aliases and flags,
+verification error codes, command-line options, the files of the test
+PKI, and the HAProxy names reported as not implemented yet.  The example
+configurations of the manual must be valid.
 """
 
 from __future__ import annotations
@@ -19,15 +22,30 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from certlb import tap
 from certlb.cli import build_parser
-from certlb.config import keywords, parse_config, parser
+from certlb.config import check_config, keywords, parse_config, parser, request_rules
 from certlb.config.conditions import ACL_FLAGS
 from certlb.config.errors import ERROR
-from certlb.config.model import BALANCE_ALGORITHMS, VERIFY_MODES
+from certlb.config.model import (
+    BALANCE_ALGORITHMS,
+    REDIRECT_CODES,
+    REDIRECT_KINDS,
+    VERIFY_MODES,
+)
+from certlb.pki import CLIENTS
 from certlb.proxy import channel, upstream
 from certlb.proxy.http import ERROR_TEXT, HOP_BY_HOP, REASONS
 from certlb.proxy.runtime import DEFAULT_TIMEOUTS
-from certlb.rules.fetches import CONVERTERS, CONVERTERS_LATER, FETCHES, FETCHES_LATER
+from certlb.rules import logformat
+from certlb.rules.fetches import (
+    ACL_DERIVATIVES,
+    CONVERTERS,
+    CONVERTERS_LATER,
+    FETCHES,
+    FETCHES_LATER,
+)
 from certlb.rules.matching import METHODS
+from certlb.tls.verify_codes import VERIFY_CODES
+from tests.helpers import pki_dir, pki_files, write_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTION_LETTERS = {
@@ -37,6 +55,20 @@ SECTION_LETTERS = {
     "l": "listen",
     "b": "backend",
 }
+
+# The blog reader's wish, as the README and both manual pages give it.
+WISH = "http-request set-header X-Ssl-Error %[ssl_c_verify]"
+# The verification errors the manual's table explains, one by one.
+COMMON_VERIFY_CODES = (2, 3, 8, 9, 10, 11, 12, 18, 19, 20, 21, 23, 34, 35)
+# How the manual names the sample types of fetches and converters.
+TYPE_NAMES = {
+    "bool": "boolean",
+    "int": "integer",
+    "str": "string",
+    "ip": "address",
+    "bin": "bytes",
+}
+SECTION_KEYWORDS = ("global", "defaults", "frontend", "backend", "listen")
 
 _FONT = re.compile(r"\\f(?:\[[^]]*\]|\(..|.)")
 _SPECIAL = re.compile(r"\\\(..")
@@ -119,6 +151,55 @@ class ManPageTestCase(SynchronousTestCase):
             for line, tag in pairwise(lines)
             if line.startswith(".TP") and tag.strip()
         ]
+
+    def examples(self, title: str) -> list[list[str]]:
+        """The lines of each C{.EX} block of a section."""
+        blocks: list[list[str]] = []
+        block: list[str] | None = None
+        for line in self.section(title).split("\n"):
+            if line.startswith(".EX"):
+                block = []
+            elif line.startswith(".EE"):
+                if block is not None:
+                    blocks.append(block)
+                block = None
+            elif block is not None:
+                block.append(line)
+        return blocks
+
+
+def entries(text: str) -> list[tuple[str, str]]:
+    """The C{.TP} entries of some plain roff text: each tag (without its
+    macro) and its body as one line of words (without macros), up to the
+    next paragraph or heading."""
+    found: list[tuple[str, str]] = []
+    lines = text.split("\n")
+    for i, line in enumerate(lines[:-1]):
+        if not line.startswith(".TP"):
+            continue
+        body: list[str] = []
+        for following in lines[i + 2 :]:
+            if re.match(r"\.(TP|SS|SH|PP|IP|RS|RE|EX)\b", following):
+                break
+            body.append(_words(following))
+        found.append((_words(lines[i + 1]), " ".join(" ".join(body).split())))
+    return found
+
+
+def _words(line: str) -> str:
+    """A roff line's text: without its macro (C{.B}, C{.BR}, ...)."""
+    if line.startswith("."):
+        line = line.partition(" ")[2]
+    return line.strip()
+
+
+def subsection(text: str, title: str) -> str:
+    """The text of the C{.SS} subsection C{title} of a section's text."""
+    match = re.search(
+        rf"^\.SS\s+{re.escape(title)}\s*$(.*?)(?=^\.S[SH]\s|\Z)", text, re.M | re.S
+    )
+    assert match is not None, f"no subsection {title!r}"
+    return match.group(1)
 
 
 class ConfigurationPageTests(ManPageTestCase):
@@ -247,6 +328,151 @@ class ConfigurationPageTests(ManPageTestCase):
         self.assertIn(f"{channel.MAX_HEAD_BYTES // 1024} KiB", text)
         self.assertIn(f"{channel.MAX_HEADERS} header lines", text)
 
+    def test_fetch_types(self) -> None:
+        """Each fetch's entry starts with the type of its values, as the
+        code declares it (or says it is the same as another fetch)."""
+        for tag, body in entries(self.section("FETCHES")):
+            fetch = FETCHES[tag.split()[0]]
+            if body.startswith("The same as"):
+                other = FETCHES[body.split()[3].rstrip(".")]
+                self.assertEqual(other.output, fetch.output, tag)
+            else:
+                self.assertTrue(
+                    body.startswith(f"({TYPE_NAMES[fetch.output]}"), (tag, body)
+                )
+
+    def test_converter_types(self) -> None:
+        """Each converter's entry starts with the types it takes and gives."""
+        for tag, body in entries(self.section("CONVERTERS")):
+            converter = CONVERTERS[tag.split()[0]]
+            given, taken = TYPE_NAMES[converter.input], TYPE_NAMES[converter.output]
+            types = given if given == taken else f"{given} to {taken}"
+            self.assertTrue(body.startswith(f"({types})"), (tag, body))
+
+    def test_acl_derivatives(self) -> None:
+        """Every ACL derivative (path_beg, hdr_sub, ...) is named."""
+        self.assertDocumented(ACL_DERIVATIVES, "ACLS")
+
+    def test_request_actions(self) -> None:
+        """Every http-request action, redirect kind, option and code, deny
+        status and return option is documented, and the parser accepts the
+        return options."""
+        self.assertDocumented(request_rules.HTTP_REQUEST_ACTIONS, "KEYWORDS")
+        self.assertDocumented(
+            [*REDIRECT_KINDS, *request_rules.REDIRECT_OPTIONS, "deny_status"],
+            "KEYWORDS",
+        )
+        statuses = {*map(str, REDIRECT_CODES), *map(str, request_rules.DENY_STATUSES)}
+        self.assertDocumented(statuses, "KEYWORDS")
+        page = pki_files()["ca.crt"]
+        options = {
+            "status": "status 404",
+            "content-type": "content-type text/plain string x",
+            "string": "content-type text/plain string x",
+            "lf-string": "content-type text/plain lf-string %[src]",
+            "file": f"content-type text/plain file {page}",
+            "lf-file": f"content-type text/plain lf-file {page}",
+            "hdr": "hdr X-A %[src]",
+        }
+        for option, words in options.items():
+            text = (
+                "defaults\n mode http\nfrontend f\n bind :0\n"
+                f" http-request return {words}\n default_backend b\n"
+                "backend b\n server s 127.0.0.1:8001\n"
+            )
+            _, problems = parse_config(text)
+            self.assertEqual([p for p in problems if p.severity == ERROR], [], option)
+        self.assertDocumented(options, "KEYWORDS")
+
+    def test_request_actions_later(self) -> None:
+        """Every http-request action reported as not implemented yet is
+        listed."""
+        self.assertDocumented(request_rules.HTTP_REQUEST_LATER, "NOT IMPLEMENTED YET")
+
+    def test_log_format(self) -> None:
+        """Every log-format alias and flag is documented; those reported as
+        not implemented yet are listed."""
+        title = "LOG-FORMAT STRINGS"
+        self.assertDocumented([f"%{alias}" for alias in logformat.ALIASES], title)
+        self.assertDocumented([f"+{flag}" for flag in logformat._FLAG_NAMES], title)
+        self.assertDocumented(["%%"], title)
+        later = [f"%{alias}" for alias in logformat.ALIASES_LATER]
+        self.assertDocumented([*later, *logformat._FLAGS_LATER], "NOT IMPLEMENTED YET")
+
+    def test_verify_codes(self) -> None:
+        """Every verification error certlb knows is listed with its number
+        and name, as crt-ignore-err and x509_v_err_str take them."""
+        text = " ".join(self.section("CERTIFICATE VERIFICATION").split())
+        missing = [
+            f"{code} {name}"
+            for code, (name, _) in VERIFY_CODES.items()
+            if code and f"{code} {name}" not in text
+        ]
+        self.assertEqual(missing, [])
+
+    def test_common_verify_codes(self) -> None:
+        """The table of common verification errors has an entry for each,
+        with its number, its name, OpenSSL's text for it, the depth it comes
+        at and the alert a refused client gets."""
+        table = subsection(
+            self.section("CERTIFICATE VERIFICATION"), "Common verification errors"
+        )
+        found = entries(table)
+        self.assertEqual(
+            [int(tag.split()[0]) for tag, _ in found], list(COMMON_VERIFY_CODES)
+        )
+        for tag, body in found:
+            code, name = tag.split()
+            self.assertEqual(name, VERIFY_CODES[int(code)][0])
+            self.assertIn(VERIFY_CODES[int(code)][1], body)
+            self.assertIn("depth", body.lower(), tag)
+            self.assertIn("alert", body.lower(), tag)
+
+    def test_examples_are_valid(self) -> None:
+        """Every example configuration of EXAMPLES is valid next to the test
+        PKI's files (but for the backends that an example of an article's
+        phase leaves out, as phase 2 has them)."""
+        configurations = [
+            block
+            for block in self.examples("EXAMPLES")
+            if block and block[0].split()[0] in SECTION_KEYWORDS
+        ]
+        self.assertGreaterEqual(len(configurations), 7)
+        for number, block in enumerate(configurations):
+            path = write_config(self, "\n".join(block) + "\n", f"example{number}.cfg")
+            _, problems = check_config([path], environ={"CERT_DIR": pki_dir()})
+            errors = [
+                p.message
+                for p in problems
+                if p.severity == ERROR and "no backend has this name" not in p.message
+            ]
+            self.assertEqual(errors, [], block[0])
+
+    def test_rule_examples_are_valid(self) -> None:
+        """Every request rule shown on a line of its own in an example is
+        valid in a backend."""
+        rules = [
+            line
+            for title in self.sections
+            for block in self.examples(title)
+            for line in block
+            if line.split(" ", 1)[0] in ("http-request", "redirect", "reqadd")
+        ]
+        self.assertIn(WISH, rules)
+        for number, rule in enumerate(rules):
+            path = write_config(
+                self,
+                "defaults\n mode http\nfrontend f\n"
+                " bind 127.0.0.1:0 ssl crt ./server.pem ca-file ./ca.pem"
+                " verify optional crt-ignore-err all crl-file ./ca_crl.pem\n"
+                f" default_backend b\nbackend b\n {rule}\n"
+                " server s 127.0.0.1:8001\n",
+                f"rule{number}.cfg",
+            )
+            _, problems = check_config([path])
+            errors = [p.message for p in problems if p.severity == ERROR]
+            self.assertEqual(errors, [], rule)
+
 
 def _parser_names(
     parser: argparse.ArgumentParser, command: str
@@ -299,8 +525,55 @@ class CommandPageTests(ManPageTestCase):
         commands = [name for _, name in found if name.startswith("certlb ")]
         self.assertEqual([c for c in commands if not has_word(synopsis, c)], [])
 
+    def test_pki_files(self) -> None:
+        """Every file that 'certlb pki' writes is described (each client by
+        its name), and their number is right."""
+        text = " ".join(self.section("OPTIONS").split())
+        files = pki_files()
+        self.assertIn(f"({len(files)} of them)", text)
+        self.assertDocumented(CLIENTS, "OPTIONS")
+        others = [f for f in files if f.partition(".")[0] not in CLIENTS]
+        self.assertDocumented(others, "OPTIONS")
+
+    def test_wish(self) -> None:
+        """The examples give the blog reader's wish, the error in a header."""
+        self.assertIn(WISH, [line for b in self.examples("EXAMPLES") for line in b])
+
 
 class ReadmeTests(SynchronousTestCase):
+    def test_wish(self) -> None:
+        """The README gives the blog reader's wish, the certificate error in
+        a header, in one line; the demo runs it."""
+        self.assertIn(f"\n{WISH}\n", _read("README.md"))
+        self.assertIn(WISH, _read("certlb", "data", "demo.cfg"))
+        self.assertIn(WISH, _read("etc", "README.md"))
+
+    def test_etc_readme_lists_the_pki(self) -> None:
+        """etc/README.md shows the real output of 'certlb pki etc/' and
+        describes every file it writes (each client by its name)."""
+        text = _read("etc", "README.md")
+        files = sorted(pki_files())
+        self.assertIn(f"wrote {len(files)} files into etc/: {', '.join(files)}\n", text)
+        others = [f for f in files if f.partition(".")[0] not in CLIENTS]
+        missing = [name for name in [*CLIENTS, *others] if f"`{name}`" not in text]
+        self.assertEqual(missing, [])
+
+    def test_etc_readme_phases(self) -> None:
+        """etc/README.md has a section for each configuration of etc/, and
+        shows the phases' checks as certlb gives them."""
+        text = _read("etc", "README.md")
+        for name in sorted(os.listdir(os.path.join(ROOT, "etc"))):
+            if name.endswith(".cfg"):
+                self.assertRegex(text, rf"(?m)^## .*{re.escape(name)}", name)
+        for phase in ("phase4", "phase5"):
+            _, problems = check_config([os.path.join(ROOT, "etc", f"{phase}.cfg")])
+            for problem in problems:
+                # (crl-file warnings name the file's absolute path)
+                if problem.severity != ERROR and "crl-file" not in problem.message:
+                    line = problem.location.line
+                    warning = f"etc/{phase}.cfg:{line}: warning: {problem.message}"
+                    self.assertIn(warning, text)
+
     def test_ci_runs_the_readme_test_command(self) -> None:
         """The test command the README gives is the one .ci/run runs."""
         readme_path = os.path.join(ROOT, "README.md")

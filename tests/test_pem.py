@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from certlb.tls.pem import PemError, load_ca_certificates, load_key_pair
+from certlb.tls.pem import PemError, load_ca_certificates, load_crls, load_key_pair
 from tests.helpers import pki
 
 # The DER of the OID of curve P-256, which every key of the test PKI uses, and
@@ -309,3 +309,119 @@ class CaFileTests(PemFileTestCase):
         path = self.write("ca.crt", pem("CERTIFICATE", der[:100]))
         error = self.assertRaises(PemError, load_ca_certificates, path)
         self.assertIn(f"CA file {path!r} holds a damaged certificate: ", str(error))
+
+
+def crl_pem(crl: x509.CertificateRevocationList) -> bytes:
+    """C{crl} as PEM."""
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+class CrlFileTests(PemFileTestCase):
+    def crl_error(self, path: str) -> str:
+        """The message of the L{PemError} that loading CRL file C{path}
+        raises."""
+        return str(self.assertRaises(PemError, load_crls, path))
+
+    def test_several_crls(self) -> None:
+        """A CRL file may hold the CRLs of several CAs; all are loaded, in
+        order."""
+        ca1, ca2 = pki().crls
+        path = self.write("ca_crl.pem", crl_pem(ca1), crl_pem(ca2))
+        self.assertEqual(load_crls(path), [ca1, ca2])
+
+    def test_text_around(self) -> None:
+        """Text around the CRLs (as C{openssl crl -text} writes) is skipped."""
+        ca1, ca2 = pki().crls
+        path = self.write(
+            "text.pem",
+            b"Certificate Revocation List (CRL):\n    Version 2 (0x1)\n",
+            crl_pem(ca1),
+            b"\n# CA 2\n",
+            crl_pem(ca2),
+        )
+        self.assertEqual(load_crls(path), [ca1, ca2])
+
+    def test_missing_file(self) -> None:
+        """A CRL file that does not exist is named as a CRL file."""
+        path = os.path.join(self.directory, "nope.pem")
+        self.assertEqual(self.crl_error(path), f"CRL file {path!r} does not exist")
+
+    def test_directory(self) -> None:
+        """A CRL file that is a directory says to give a PEM file."""
+        self.assertEqual(
+            self.crl_error(self.directory),
+            f"CRL file {self.directory!r} is a directory; give a PEM file",
+        )
+
+    def test_unreadable_file(self) -> None:
+        """A CRL file that cannot be read says why."""
+        if os.geteuid() == 0:
+            raise SkipTest("root reads any file, whatever its mode")
+        path = self.write("ca_crl.pem", crl_pem(pki().crls[0]))
+        os.chmod(path, 0)
+        self.assertEqual(
+            self.crl_error(path),
+            f"CRL file {path!r} cannot be read: Permission denied",
+        )
+
+    def test_no_crl(self) -> None:
+        """An empty file, or one of text, holds no PEM CRL."""
+        for name, data in [("empty.pem", b""), ("text.pem", b"no CRL here\n")]:
+            path = self.write(name, data)
+            self.assertEqual(
+                self.crl_error(path),
+                f"CRL file {path!r} holds no PEM CRL (-----BEGIN X509 CRL-----)",
+            )
+
+    def test_certificates_instead(self) -> None:
+        """A file of certificates (a CA file given as crl-file) is named as
+        such, saying to give revocation lists."""
+        path = self.write("ca.crt", pki().ca1.certificate_pem())
+        self.assertEqual(
+            self.crl_error(path),
+            f"CRL file {path!r} holds certificates but no CRL; give the CAs' "
+            "revocation lists (PEM, -----BEGIN X509 CRL-----)",
+        )
+
+    def test_der_crl(self) -> None:
+        """A CRL in DER is recognised, with the command that converts it."""
+        der = pki().crls[0].public_bytes(serialization.Encoding.DER)
+        path = self.write("ca.crl", der)
+        self.assertEqual(
+            self.crl_error(path),
+            f"CRL file {path!r} holds a DER CRL; convert it to PEM with: "
+            f"openssl crl -inform DER -in {path} -out {path}.pem",
+        )
+
+    def test_damaged_crl(self) -> None:
+        """A CRL whose DER is cut short is called damaged, by its number in
+        the file."""
+        ca1, ca2 = pki().crls
+        der = ca2.public_bytes(serialization.Encoding.DER)
+        path = self.write(
+            "ca_crl.pem", crl_pem(ca1), pem("X509 CRL", der[: len(der) // 2])
+        )
+        self.assertIn(
+            f"CRL file {path!r}: CRL number 2 is damaged: ", self.crl_error(path)
+        )
+
+    def test_crl_that_is_not_base64(self) -> None:
+        """A CRL block that is not base64 is called damaged."""
+        path = self.write(
+            "ca_crl.pem",
+            b"-----BEGIN X509 CRL-----\nnot base64!\n-----END X509 CRL-----\n",
+        )
+        self.assertIn(
+            f"CRL file {path!r}: CRL number 1 is damaged: ", self.crl_error(path)
+        )
+
+    def test_crl_cut_short(self) -> None:
+        """A CRL without its END line (a file cut short) says so, instead of
+        'no CRL' or a parse error."""
+        ca1, ca2 = pki().crls
+        path = self.write("ca_crl.pem", crl_pem(ca1), crl_pem(ca2)[:200])
+        self.assertEqual(
+            self.crl_error(path),
+            f"CRL file {path!r}: CRL number 2 is cut short (no "
+            "'-----END X509 CRL-----' line)",
+        )

@@ -17,13 +17,17 @@ from certlb.rules.acl import (
     acls_by_name,
     compile_acl,
     compile_condition,
+    never_matches,
 )
 from certlb.rules.context import ConnectionInfo, RequestContext
 from certlb.rules.fetches import (
+    ACL_DERIVATIVES,
     BUILTIN_CONVERTERS,
     BUILTIN_FETCHES,
     CONVERTERS,
+    CONVERTERS_LATER,
     FETCHES,
+    FETCHES_LATER,
 )
 from certlb.rules.interfaces import (
     ICondition,
@@ -32,7 +36,7 @@ from certlb.rules.interfaces import (
     IFetch,
     IRequestContext,
 )
-from certlb.rules.matching import compile_matcher
+from certlb.rules.matching import METHODS, compile_matcher
 from certlb.tls.state import ClientCertState
 
 
@@ -392,14 +396,29 @@ class FetchTests(SynchronousTestCase):
 
 class InterfaceTests(SynchronousTestCase):
     def test_fetches(self) -> None:
-        """Every built-in fetch provides IFetch."""
-        for fetch in BUILTIN_FETCHES:
-            self.assertTrue(verifyObject(IFetch, fetch))
+        """Every fetch of the registry provides IFetch, under its own name."""
+        self.assertEqual(list(FETCHES.values()), list(BUILTIN_FETCHES))
+        for name, fetch in FETCHES.items():
+            self.assertTrue(verifyObject(IFetch, fetch), name)
+            self.assertEqual(fetch.name, name)
 
     def test_converters(self) -> None:
-        """Every built-in converter provides IConverter."""
-        for converter in BUILTIN_CONVERTERS:
-            self.assertTrue(verifyObject(IConverter, converter))
+        """Every converter of the registry provides IConverter, under its own
+        name."""
+        self.assertEqual(list(CONVERTERS.values()), list(BUILTIN_CONVERTERS))
+        for name, converter in CONVERTERS.items():
+            self.assertTrue(verifyObject(IConverter, converter), name)
+            self.assertEqual(converter.name, name)
+
+    def test_registries_do_not_overlap(self) -> None:
+        """No name is at once implemented and listed as not implemented yet,
+        and no ACL derivative hides a fetch."""
+        self.assertEqual(set(FETCHES) & FETCHES_LATER, set())
+        self.assertEqual(set(CONVERTERS) & CONVERTERS_LATER, set())
+        self.assertEqual(set(ACL_DERIVATIVES) & set(FETCHES), set())
+        for derivative in ACL_DERIVATIVES.values():
+            self.assertIn(derivative.fetch, FETCHES)
+            self.assertIn(derivative.method, METHODS)
 
     def test_condition(self) -> None:
         """A compiled condition provides ICondition."""
@@ -409,3 +428,287 @@ class InterfaceTests(SynchronousTestCase):
         """RequestContext and ConnectionInfo provide their interfaces."""
         self.assertTrue(verifyObject(IRequestContext, CERT))
         self.assertTrue(verifyObject(IConnectionInfo, CERT.connection))
+
+
+def verdicts(
+    acls: Sequence[str], text: str, states: Sequence[ClientCertState | None]
+) -> list[bool]:
+    """Whether C{use_backend b TEXT} applies to a request on a connection in
+    each of C{states} (None: plain HTTP)."""
+    compiled = condition(acls, text)
+    return [compiled.matches(request(state)) for state in states]
+
+
+# The clients of the article, as certlb's verify callback records them.
+VALID = ClientCertState(has_crt=True, used=True)
+EXPIRED = ClientCertState(has_crt=True, used=True, verify=10, crt_err=10)
+REVOKED = ClientCertState(has_crt=True, used=True, verify=23, crt_err=23)
+UNTRUSTED = ClientCertState(has_crt=True, used=True, verify=20, crt_err=20)
+NO_CRL = ClientCertState(
+    has_crt=True, used=True, verify=3, crt_err=3, ca_err=3, ca_err_depth=1
+)
+ANONYMOUS = ClientCertState(has_crt=False, used=False)
+ARTICLE = (VALID, EXPIRED, REVOKED, UNTRUSTED, NO_CRL, ANONYMOUS, None)
+
+
+class ArticleConditionTests(SynchronousTestCase):
+    """The conditions of the article's phases 3 to 5, on every kind of
+    client: valid, expired, revoked, untrusted, CA without CRL, without a
+    certificate, and plain HTTP."""
+
+    def test_phase3_expired(self) -> None:
+        """{ ssl_c_verify 10 } picks out the expired certificate only."""
+        self.assertEqual(
+            verdicts([], "if { ssl_c_verify 10 }", ARTICLE),
+            [False, True, False, False, False, False, False],
+        )
+
+    def test_phase4_unless_ok(self) -> None:
+        """unless { ssl_c_verify 0 } applies to every failed verification,
+        and to plain HTTP, where ssl_c_verify has no value."""
+        self.assertEqual(
+            verdicts([], "unless { ssl_c_verify 0 }", ARTICLE),
+            [False, True, True, True, True, False, True],
+        )
+
+    def test_phase4_not_equal(self) -> None:
+        """{ ssl_c_verify ne 0 } is the same on TLS, but not on plain HTTP:
+        there is no value to compare."""
+        self.assertEqual(
+            verdicts([], "if { ssl_c_verify ne 0 }", ARTICLE),
+            [False, True, True, True, True, False, False],
+        )
+
+    def test_phase4_redirects(self) -> None:
+        """Phase 4's redirects: the expired go to their page, except on it;
+        'unless' inverts the whole condition, so the third redirect also
+        applies on /othererrors.html itself: the article's redirect loop."""
+        expired = condition([], "if { ssl_c_verify 10 } ! { path /certexpired.html }")
+        other = condition([], "unless { ssl_c_verify 0 } ! { path /othererrors.html }")
+        self.assertTrue(expired.matches(request(EXPIRED, "/")))
+        self.assertFalse(expired.matches(request(EXPIRED, "/certexpired.html")))
+        self.assertFalse(expired.matches(request(REVOKED, "/")))
+        self.assertTrue(other.matches(request(UNTRUSTED, "/x?y")))
+        self.assertTrue(other.matches(request(UNTRUSTED, "/othererrors.html?y")))
+        self.assertFalse(other.matches(request(VALID, "/")))
+        self.assertTrue(other.matches(request(VALID, "/othererrors.html")))
+
+    def test_phase5_named_acls(self) -> None:
+        """Phase 5's named ACLs: 'other' is neither expired nor revoked."""
+        acls = ["cert_expired ssl_c_verify 10", "cert_revoked ssl_c_verify 23"]
+        states = (VALID, EXPIRED, REVOKED, UNTRUSTED)
+        self.assertEqual(
+            verdicts(acls, "if cert_expired", states), [False, True, False, False]
+        )
+        self.assertEqual(
+            verdicts(acls, "if cert_revoked", states), [False, False, True, False]
+        )
+        self.assertEqual(
+            verdicts(acls, "if ! cert_expired ! cert_revoked", states),
+            [True, False, False, True],
+        )
+
+    def test_verify_error_names(self) -> None:
+        """x509_v_err_str lets a condition name the error instead of its
+        number, as HAProxy's documentation suggests."""
+        self.assertEqual(
+            verdicts(
+                [],
+                "if { ssl_c_verify,x509_v_err_str -m str X509_V_ERR_CERT_REVOKED }",
+                ARTICLE,
+            ),
+            [False, False, True, False, False, False, False],
+        )
+
+    def test_ca_errors(self) -> None:
+        """ssl_c_ca_err and its depth tell a CA's error from the client's."""
+        self.assertEqual(
+            verdicts([], "if { ssl_c_ca_err 3 } { ssl_c_ca_err_depth 1 }", ARTICLE),
+            [False, False, False, False, True, False, False],
+        )
+        self.assertEqual(
+            verdicts([], "if { ssl_c_err 3 }", ARTICLE),
+            [False, False, False, False, True, False, False],
+        )
+
+    def test_certificate_used(self) -> None:
+        """{ ssl_c_used } matches a connection with a certificate."""
+        self.assertEqual(
+            verdicts([], "if { ssl_c_used }", ARTICLE),
+            [True, True, True, True, True, False, False],
+        )
+
+
+def headers_request(*headers: tuple[str, str], target: str = "/") -> RequestContext:
+    """A plain request with C{headers}."""
+    connection = ConnectionInfo(("10.0.0.1", 1), ("127.0.0.1", 80), "ft")
+    return RequestContext("GET", target, "HTTP/1.1", list(headers), connection)
+
+
+def acl_matches(line: str, context: RequestContext) -> bool:
+    """Whether the ACL C{line} (without 'acl NAME') matches C{context}."""
+    return condition([f"a {line}"], "if a").matches(context)
+
+
+class MultiValueTests(SynchronousTestCase):
+    request = headers_request(
+        ("X-Forwarded-For", "10.0.0.1, 192.168.0.1"),
+        ("x-forwarded-for", "172.16.0.1"),
+        ("Accept", "text/html, application/json"),
+    )
+
+    def test_every_value_is_tried(self) -> None:
+        """An ACL on hdr matches when any value of any occurrence does."""
+        for value in ("10.0.0.1", "192.168.0.1", "172.16.0.1"):
+            self.assertTrue(acl_matches(f"hdr(x-forwarded-for) {value}", self.request))
+        self.assertFalse(acl_matches("hdr(x-forwarded-for) 10.0.0.2", self.request))
+
+    def test_occurrence_tries_one(self) -> None:
+        """With an occurrence an ACL tries that value only."""
+        self.assertTrue(acl_matches("hdr(x-forwarded-for,1) 10.0.0.1", self.request))
+        self.assertFalse(acl_matches("hdr(x-forwarded-for,1) 172.16.0.1", self.request))
+        self.assertTrue(acl_matches("hdr(x-forwarded-for,-1) 172.16.0.1", self.request))
+
+    def test_converters_apply_to_each_value(self) -> None:
+        """Converters run on each value before it is matched."""
+        self.assertTrue(acl_matches("hdr(accept),upper APPLICATION/JSON", self.request))
+        self.assertTrue(acl_matches("hdr(accept),hex -m beg 746578", self.request))
+
+    def test_match_methods(self) -> None:
+        """-m methods and -i apply to each value; found needs one value."""
+        self.assertTrue(acl_matches("hdr(accept) -m beg -i APPLICATION/", self.request))
+        self.assertTrue(acl_matches("hdr(accept) -m found", self.request))
+        self.assertFalse(acl_matches("hdr(x-none) -m found", self.request))
+        self.assertTrue(
+            acl_matches("hdr(x-forwarded-for) -m ip 192.168.0.0/16", self.request)
+        )
+
+    def test_absent_header(self) -> None:
+        """An absent header matches nothing; its negation matches."""
+        self.assertFalse(acl_matches("hdr(x-none) -m sub a", self.request))
+        compiled = condition(["a hdr(x-none) -m sub a"], "if !a")
+        self.assertTrue(compiled.matches(self.request))
+
+    def test_count(self) -> None:
+        """hdr_cnt counts values, and is 0 for an absent header."""
+        self.assertTrue(acl_matches("hdr_cnt(x-forwarded-for) 3", self.request))
+        self.assertTrue(acl_matches("hdr_cnt(x-none) 0", self.request))
+        self.assertTrue(acl_matches("hdr_cnt gt 4", self.request))
+
+
+class DerivativeTests(SynchronousTestCase):
+    def test_path_derivatives(self) -> None:
+        """path_beg, path_end, path_sub, path_reg, path_dir, path_dom and
+        path_len match the path with their method."""
+        context = headers_request(target="/static/img/a.png?v=1")
+        for line in [
+            "path_beg /static/",
+            "path_end .png",
+            "path_sub img",
+            r"path_reg ^/static/.*\.png$",
+            "path_dir img",
+            "path_dom png",
+            "path_len 17",
+        ]:
+            self.assertTrue(acl_matches(line, context), line)
+        for line in ["path_beg /img", "path_end .jpg", "path_dir im", "path_len 21"]:
+            self.assertFalse(acl_matches(line, context), line)
+
+    def test_url_derivatives(self) -> None:
+        """url_* match the whole target, query included."""
+        context = headers_request(target="/a/b.html?token=x")
+        for line in [
+            "url /a/b.html?token=x",
+            "url_beg /a/",
+            "url_end =x",
+            "url_sub token",
+            "url_reg token=.$",
+            "url_dir b.html?token=x",
+            "url_dom html?token=x",
+            "url_len 17",
+        ]:
+            self.assertTrue(acl_matches(line, context), line)
+        self.assertFalse(acl_matches("url /a/b.html", context))
+
+    def test_hdr_derivatives(self) -> None:
+        """hdr_* match every value of the header, with -i when asked."""
+        context = headers_request(
+            ("Host", "WWW.Example.com"), ("X-List", "alpha, beta/gamma")
+        )
+        for line in [
+            "hdr_beg(host) -i www.",
+            "hdr_end(host) .com",
+            "hdr_sub(host) Example",
+            "hdr_reg(host) ^WWW",
+            "hdr_dom(host) -i example.com",
+            "hdr_len(host) 15",
+            "hdr_dir(x-list) gamma",
+            "hdr_beg(x-list) beta",
+            "hdr_len(x-list) 5",
+        ]:
+            self.assertTrue(acl_matches(line, context), line)
+        self.assertFalse(acl_matches("hdr_beg(host) www.", context))
+        self.assertFalse(acl_matches("hdr_beg(x-none) a", context))
+
+    def test_hdr_with_occurrence(self) -> None:
+        """A derivative passes its arguments to the fetch."""
+        context = headers_request(("X-List", "alpha, beta"))
+        self.assertTrue(acl_matches("hdr_beg(x-list,2) be", context))
+        self.assertFalse(acl_matches("hdr_beg(x-list,1) be", context))
+
+    def test_with_converter_is_an_error(self) -> None:
+        """A derivative followed by a converter is an error naming the ACL
+        and what to write."""
+        acl = AclDef("api", SampleExpression("path_beg", (), (("lower", ()),)))
+        e = self.assertRaises(RuleError, compile_acl, acl)
+        self.assertEqual(
+            e.message,
+            "ACL 'api': 'path_beg' is an ACL derivative ('path' matched with -m "
+            "beg) and must not be followed by a converter; write 'path,lower -m "
+            "beg' instead",
+        )
+
+    def test_with_method_is_an_error(self) -> None:
+        """A derivative given -m is an error naming the ACL and what to
+        write."""
+        acl = AclDef(None, SampleExpression("hdr_beg", ("host",)), ("-m", "sub"))
+        e = self.assertRaises(RuleError, compile_acl, acl)
+        self.assertEqual(
+            e.message,
+            "anonymous ACL: 'hdr_beg' is an ACL derivative ('hdr' matched with "
+            "-m beg) and must not be used with -m; write 'hdr(host) -m sub' "
+            "instead",
+        )
+
+    def test_in_a_configuration(self) -> None:
+        """The checker reports a misused derivative at its line."""
+        _, problems = parse_config(
+            "frontend f\n  bind :80\n  use_backend b if { url_sub,lower x }\n"
+            "  default_backend b\nbackend b\n  server s h:80\n",
+            "t.cfg",
+            environ={},
+        )
+        errors = [str(p) for p in problems if p.severity == "error"]
+        self.assertEqual(len(errors), 1, errors)
+        self.assertTrue(
+            errors[0].startswith(
+                "t.cfg:3: error: anonymous ACL: 'url_sub' is an ACL derivative"
+            ),
+            errors,
+        )
+
+    def test_suggested_in_acls(self) -> None:
+        """A misspelt derivative in an ACL gets a suggestion."""
+        e = self.assertRaises(
+            RuleError, compile_acl, AclDef("a", SampleExpression("path_bgn"))
+        )
+        self.assertEqual(
+            e.message, "unknown fetch 'path_bgn'; did you mean 'path_beg'?"
+        )
+
+    def test_without_pattern_never_matches(self) -> None:
+        """A derivative without a pattern is reported as never matching."""
+        self.assertTrue(never_matches(AclDef("a", SampleExpression("path_beg"))))
+        self.assertFalse(
+            never_matches(AclDef("a", SampleExpression("path_beg"), (), ("/",)))
+        )

@@ -1,4 +1,5 @@
-"""TLS termination in memory: handshakes, client certificates, resumption.
+"""TLS termination in memory: handshakes, client certificates, revocation,
+ignored errors, resumption.
 
 Each test runs real OpenSSL handshakes between certlb's L{ServerTLS} and a
 small client of its own, over L{iosim} instead of sockets, with a L{Clock}
@@ -50,15 +51,33 @@ CLIENTS = (
     "revoked",
     "selfsigned",
     "untrusted",
+    "chained",
+    "expiredca",
+    "revokedca",
+    "critical",
 )
 CLIENT_HELLO = b"hello from the client"
 SERVER_HELLO = b"hello from the server"
 
 
-def server_tls(verify: str, ca_file: str = "ca.crt") -> ServerTLS:
-    """The TLS side of a bind C{ssl crt server.pem ca-file CA_FILE verify VERIFY}."""
+def server_tls(
+    verify: str,
+    ca_file: str = "ca.crt",
+    crl_file: str | None = None,
+    policy: VerifyPolicy | None = None,
+) -> ServerTLS:
+    """The TLS side of a bind C{ssl crt server.pem ca-file CA_FILE verify VERIFY}
+    (and C{crl-file CRL_FILE}, C{crt-ignore-err}/C{ca-ignore-err} as in
+    C{policy}), files named as in L{certlb.pki.PKI.write}."""
     files = pki_files()
-    return ServerTLS.for_bind(files["server.pem"], files[ca_file], verify, "test")
+    return ServerTLS.for_bind(
+        files["server.pem"],
+        files[ca_file],
+        verify,
+        "test",
+        policy,
+        None if crl_file is None else files[crl_file],
+    )
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -85,7 +104,8 @@ class Client:
         context.load_verify_locations(files["ca.crt"])
         context.set_verify(SSL.VERIFY_PEER, self._verify)
         if name is not None:
-            context.use_certificate_file(files[f"{name}.crt"])
+            # The file holds the certificate and its chain, if it has one.
+            context.use_certificate_chain_file(files[f"{name}.crt"])
             context.use_privatekey_file(files[f"{name}.key"])
         if version is not None:
             context.set_min_proto_version(version)
@@ -258,9 +278,68 @@ def matrix(
     return {name: handshake(tls, Client(name)).outcome() for name in CLIENTS}
 
 
+@attrs.frozen
+class Verified:
+    """An accepted client's verification, as rules see it.
+
+    @ivar errors: every (code, depth) recorded, in order.
+    @ivar verify: C{ssl_c_verify}, the last error.
+    @ivar crt_err: C{ssl_c_err}, the first error at depth 0.
+    @ivar ca_err: C{ssl_c_ca_err}, the first error at depth > 0.
+    @ivar ca_err_depth: C{ssl_c_ca_err_depth}.
+    """
+
+    errors: tuple[tuple[int, int], ...] = ()
+    verify: int = 0
+    crt_err: int = 0
+    ca_err: int = 0
+    ca_err_depth: int = 0
+
+
+VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
+
+
+def verdict(tls: ServerTLS, name: str | None) -> Verified | Refused:
+    """What client C{name} gets from C{tls}: the same with TLS 1.2 and 1.3,
+    or an assertion error saying how they differ."""
+    seen: dict[str, Verified | Refused] = {}
+    for protocol, version in VERSIONS.items():
+        result = handshake(tls, Client(name, version=version))
+        outcome = result.outcome()
+        if isinstance(outcome, Refused):
+            seen[protocol] = outcome
+            continue
+        expected = accepted(name)
+        assert (outcome.has_crt, outcome.used, outcome.cn) == (
+            expected.has_crt,
+            expected.used,
+            expected.cn,
+        ), outcome
+        state = result.state
+        assert state is not None and state.protocol == protocol, state
+        seen[protocol] = Verified(
+            errors=tuple((e.code, e.depth) for e in state.errors),
+            verify=state.verify,
+            crt_err=state.crt_err,
+            ca_err=state.ca_err,
+            ca_err_depth=state.ca_err_depth,
+        )
+    tls12, tls13 = seen.values()
+    assert tls12 == tls13, f"TLS 1.2 gives {tls12}, TLS 1.3 {tls13}"
+    return tls13
+
+
+def verdicts(
+    tls: ServerTLS, names: tuple[str | None, ...] = CLIENTS
+) -> dict[str | None, Verified | Refused]:
+    """L{verdict} of each client of C{names}."""
+    return {name: verdict(tls, name) for name in names}
+
+
 # What HAProxy users expect of `verify optional` with CA 1 alone: no
-# certificate is fine, any verification error refuses the handshake.  The
-# revoked client is accepted: no CRL is configured.
+# certificate is fine, any verification error refuses the handshake, the
+# client's own (depth 0) or its CA's (the expired intermediate of expiredca,
+# depth 1).  The revoked clients are accepted: no CRL is configured.
 OPTIONAL_WITH_CA1: dict[str | None, Accepted | Refused] = {
     None: accepted(None),
     "client1": accepted("client1"),
@@ -271,6 +350,10 @@ OPTIONAL_WITH_CA1: dict[str | None, Accepted | Refused] = {
     "revoked": accepted("revoked"),
     "selfsigned": Refused(((18, 0),), "unknown ca"),
     "untrusted": Refused(((20, 0),), "unknown ca"),
+    "chained": accepted("chained"),
+    "expiredca": Refused(((10, 1),), "certificate expired"),
+    "revokedca": accepted("revokedca"),
+    "critical": Refused(((34, 0),), "certificate unknown"),
 }
 
 
@@ -457,6 +540,331 @@ class VerifyPolicyTests(SynchronousTestCase):
         self.assertEqual(state.errors, (VerifyError(20, 0), VerifyError(21, 0)))
         self.assertEqual((state.crt_err, state.verify, state.ca_err), (20, 21, 0))
         self.assertEqual(common_name(state), "certlb untrusted client")
+
+
+def ignoring(
+    crt: frozenset[int] | str = frozenset(), ca: frozenset[int] | str = frozenset()
+) -> VerifyPolicy:
+    """The policy of C{crt-ignore-err CRT ca-ignore-err CA}."""
+    return VerifyPolicy(crt_ignore=crt, ca_ignore=ca)
+
+
+def openssl_version() -> str:
+    """The OpenSSL that pyOpenSSL runs on, for messages of tests that pin
+    what it does."""
+    return SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+
+
+class RevocationTests(SynchronousTestCase):
+    def test_revoked_refused(self) -> None:
+        """With crl-file, verify optional refuses the revoked client with
+        error 23 at depth 0 and the alert 'certificate revoked'; client1 is
+        accepted with verify 0."""
+        tls = server_tls("optional", "ca.crt", "ca_crl.pem")
+        self.assertEqual(
+            verdict(tls, "revoked"), Refused(((23, 0),), "certificate revoked")
+        )
+        self.assertEqual(verdict(tls, "client1"), Verified())
+
+    def test_revoked_ignored(self) -> None:
+        """crt-ignore-err 23, or all, accepts the revoked client with verify 23
+        and crt_err 23."""
+        revoked = Verified(((23, 0),), verify=23, crt_err=23)
+        for policy in (ignoring(crt=frozenset({23})), ignoring(crt=ALL)):
+            tls = server_tls("optional", "ca.crt", "ca_crl.pem", policy)
+            self.assertEqual(verdict(tls, "revoked"), revoked, policy)
+
+    def test_revoked_not_ignored_as_ca_error(self) -> None:
+        """ca-ignore-err 23 (or all) does not accept a revoked client: its
+        error is at depth 0."""
+        for policy in (ignoring(ca=frozenset({23})), ignoring(ca=ALL)):
+            tls = server_tls("optional", "ca.crt", "ca_crl.pem", policy)
+            self.assertEqual(
+                verdict(tls, "revoked"),
+                Refused(((23, 0),), "certificate revoked"),
+                policy,
+            )
+
+    def test_every_client_with_both_crls(self) -> None:
+        """With ca.pem and the CRLs of both CAs, under verify optional, the
+        good clients of both CAs are accepted with verify 0 and every error
+        refuses; the clients of intermediate CAs get error 3 at depth 0, as
+        ca_crl.pem has no CRL of their CA."""
+        tls = server_tls("optional", "ca.pem", "ca_crl.pem")
+        self.assertEqual(
+            verdicts(tls),
+            {
+                None: Verified(),
+                "client1": Verified(),
+                "client2": Verified(),
+                "client3": Verified(),
+                "expired": Refused(((10, 0),), "certificate expired"),
+                "notyetvalid": Refused(((9, 0),), "bad certificate"),
+                "revoked": Refused(((23, 0),), "certificate revoked"),
+                "selfsigned": Refused(((18, 0),), "unknown ca"),
+                "untrusted": Refused(((20, 0),), "unknown ca"),
+                "chained": Refused(((3, 0),), "unknown ca"),
+                "expiredca": Refused(((3, 0),), "unknown ca"),
+                "revokedca": Refused(((3, 0),), "unknown ca"),
+                "critical": Refused(((34, 0),), "certificate unknown"),
+            },
+        )
+
+    def test_article_phase5(self) -> None:
+        """The article's phase 5 bind (ca.pem, crt-ignore-err all, crl-file
+        with both CAs' CRLs) accepts every client whose errors are all at
+        depth 0, keeping them all: expired 10, revoked 23, untrusted 20, 3
+        and 21 (verify 21); errors of a CA of the chain still refuse."""
+        tls = server_tls("optional", "ca.pem", "ca_crl.pem", ignoring(crt=ALL))
+        self.assertEqual(
+            verdicts(tls),
+            {
+                None: Verified(),
+                "client1": Verified(),
+                "client2": Verified(),
+                "client3": Verified(),
+                "expired": Verified(((10, 0),), verify=10, crt_err=10),
+                "notyetvalid": Verified(((9, 0),), verify=9, crt_err=9),
+                "revoked": Verified(((23, 0),), verify=23, crt_err=23),
+                "selfsigned": Verified(((18, 0),), verify=18, crt_err=18),
+                "untrusted": Verified(
+                    ((20, 0), (3, 0), (21, 0)), verify=21, crt_err=20
+                ),
+                "chained": Verified(((3, 0),), verify=3, crt_err=3),
+                "expiredca": Refused(((3, 0), (10, 1)), "certificate expired"),
+                "revokedca": Refused(((3, 0), (23, 1)), "certificate revoked"),
+                "critical": Verified(((34, 0),), verify=34, crt_err=34),
+            },
+        )
+
+    def test_article_phase4(self) -> None:
+        """The article's phase 4 bind (ca.crt alone, crt-ignore-err all,
+        crl-file) accepts client3, whose CA is unknown, with verify 21, and
+        the expired and revoked clients with verify 10 and 23.  As CA 2's CRL
+        is in the file but CA 2 is not in the chain, OpenSSL takes client3
+        for the CRL's signer and adds errors 35 (no CRL signing in its key
+        usage) and 8 (CRL signature failure)."""
+        tls = server_tls("optional", "ca.crt", "ca_crl.pem", ignoring(crt=ALL))
+        names: tuple[str | None, ...] = ("client1", "client3", "expired", "revoked")
+        self.assertEqual(
+            verdicts(tls, names),
+            {
+                "client1": Verified(),
+                "client3": Verified(
+                    ((20, 0), (35, 0), (8, 0), (21, 0)), verify=21, crt_err=20
+                ),
+                "expired": Verified(((10, 0),), verify=10, crt_err=10),
+                "revoked": Verified(((23, 0),), verify=23, crt_err=23),
+            },
+        )
+
+    def test_missing_ca_crl(self) -> None:
+        """Without CA 2's CRL, client3 is refused with error 3 (unable to get
+        certificate CRL) at depth 0 and the alert 'unknown ca'; CA 1's
+        clients are not affected."""
+        tls = server_tls("optional", "ca.pem", "ca1_crl.pem")
+        self.assertEqual(verdict(tls, "client3"), Refused(((3, 0),), "unknown ca"))
+        self.assertEqual(verdict(tls, "client1"), Verified())
+        self.assertEqual(
+            verdict(tls, "revoked"), Refused(((23, 0),), "certificate revoked")
+        )
+
+    def test_missing_ca_crl_ignored(self) -> None:
+        """crt-ignore-err 3 accepts client3 without CA 2's CRL, with verify 3;
+        ca-ignore-err 3 does not."""
+        tls = server_tls(
+            "optional", "ca.pem", "ca1_crl.pem", ignoring(crt=frozenset({3}))
+        )
+        self.assertEqual(verdict(tls, "client3"), Verified(((3, 0),), 3, crt_err=3))
+        tls = server_tls(
+            "optional", "ca.pem", "ca1_crl.pem", ignoring(ca=frozenset({3}))
+        )
+        self.assertEqual(verdict(tls, "client3"), Refused(((3, 0),), "unknown ca"))
+
+    def test_root_revocation_not_checked(self) -> None:
+        """A root CA (self-signed, in ca-file) is not checked against a CRL:
+        without CA 2's CRL, client3 gets error 3 once, at depth 0, and an
+        expired CRL of CA 1 gives error 12 once.  (OpenSSL 3.0 also checks the
+        root and repeats the error at its depth.)"""
+        policy = ignoring(crt=ALL, ca=ALL)
+        tls = server_tls("optional", "ca.pem", "ca1_crl.pem", policy)
+        self.assertEqual(
+            verdict(tls, "client3"),
+            Verified(((3, 0),), 3, crt_err=3),
+            openssl_version(),
+        )
+        tls = server_tls("optional", "ca.pem", "expired_crl.pem", policy)
+        self.assertEqual(
+            verdict(tls, "client1"),
+            Verified(((12, 0),), 12, crt_err=12),
+            openssl_version(),
+        )
+
+    def test_expired_crl(self) -> None:
+        """An expired CRL of CA 1 refuses CA 1's clients with error 12 at depth
+        0 and the alert 'certificate expired'; CA 2's clients, whose CRL is
+        current, are accepted; crt-ignore-err 12 accepts with verify 12."""
+        tls = server_tls("optional", "ca.pem", "expired_crl.pem")
+        self.assertEqual(
+            verdict(tls, "client1"), Refused(((12, 0),), "certificate expired")
+        )
+        self.assertEqual(verdict(tls, "client3"), Verified())
+        tls = server_tls(
+            "optional", "ca.pem", "expired_crl.pem", ignoring(crt=frozenset({12}))
+        )
+        self.assertEqual(
+            verdict(tls, "client1"), Verified(((12, 0),), verify=12, crt_err=12)
+        )
+
+    def test_expired_crl_still_revokes(self) -> None:
+        """An expired CRL still revokes: under crt-ignore-err all the revoked
+        client gets 12 then 23 (verify 23), the expired one 12 then 10
+        (verify 10), so rules on ssl_c_verify 23 and 10 still match."""
+        tls = server_tls("optional", "ca.pem", "expired_crl.pem", ignoring(crt=ALL))
+        self.assertEqual(
+            verdict(tls, "revoked"),
+            Verified(((12, 0), (23, 0)), verify=23, crt_err=12),
+        )
+        self.assertEqual(
+            verdict(tls, "expired"),
+            Verified(((12, 0), (10, 0)), verify=10, crt_err=12),
+        )
+
+
+class ChainTests(SynchronousTestCase):
+    def test_chain_from_client(self) -> None:
+        """A client of an intermediate CA that sends the intermediate with its
+        certificate is accepted with ca-file holding only the root."""
+        self.assertEqual(verdict(server_tls("optional"), "chained"), Verified())
+
+    def test_expired_intermediate(self) -> None:
+        """An expired intermediate CA refuses its client with error 10 at
+        depth 1 and the alert 'certificate expired'."""
+        self.assertEqual(
+            verdict(server_tls("optional"), "expiredca"),
+            Refused(((10, 1),), "certificate expired"),
+        )
+
+    def test_ca_ignore_err_for_the_chain(self) -> None:
+        """ca-ignore-err 10 (or all) accepts the client of an expired
+        intermediate, with verify 10, ca_err 10 at depth 1 and crt_err 0."""
+        expected = Verified(((10, 1),), verify=10, ca_err=10, ca_err_depth=1)
+        for policy in (ignoring(ca=frozenset({10})), ignoring(ca=ALL)):
+            tls = server_tls("optional", policy=policy)
+            self.assertEqual(verdict(tls, "expiredca"), expected, policy)
+
+    def test_crt_ignore_err_not_for_the_chain(self) -> None:
+        """crt-ignore-err 10 (or all) does not accept the client of an expired
+        intermediate: the error is at depth 1."""
+        for policy in (ignoring(crt=frozenset({10})), ignoring(crt=ALL)):
+            tls = server_tls("optional", policy=policy)
+            self.assertEqual(
+                verdict(tls, "expiredca"),
+                Refused(((10, 1),), "certificate expired"),
+                policy,
+            )
+
+    def test_ca_ignore_err_not_for_the_client(self) -> None:
+        """ca-ignore-err 10 (or all) does not accept an expired client: its
+        error is at depth 0."""
+        for policy in (ignoring(ca=frozenset({10})), ignoring(ca=ALL)):
+            tls = server_tls("optional", policy=policy)
+            self.assertEqual(
+                verdict(tls, "expired"),
+                Refused(((10, 0),), "certificate expired"),
+                policy,
+            )
+
+    def test_every_crl(self) -> None:
+        """With the CRLs of every CA, intermediates included, the chained
+        client is accepted with verify 0, the client of the revoked
+        intermediate refused with 23 at depth 1, that of the expired one with
+        10 at depth 1."""
+        tls = server_tls("optional", "ca.crt", "chain_crl.pem")
+        names: tuple[str | None, ...] = ("chained", "revokedca", "expiredca")
+        self.assertEqual(
+            verdicts(tls, names),
+            {
+                "chained": Verified(),
+                "revokedca": Refused(((23, 1),), "certificate revoked"),
+                "expiredca": Refused(((10, 1),), "certificate expired"),
+            },
+        )
+
+    def test_revoked_intermediate_ignored(self) -> None:
+        """ca-ignore-err 23 accepts the client of a revoked intermediate, with
+        verify 23 and ca_err 23 at depth 1; crt-ignore-err 23 does not."""
+        tls = server_tls(
+            "optional", "ca.crt", "chain_crl.pem", ignoring(ca=frozenset({23}))
+        )
+        self.assertEqual(
+            verdict(tls, "revokedca"),
+            Verified(((23, 1),), verify=23, ca_err=23, ca_err_depth=1),
+        )
+        tls = server_tls(
+            "optional", "ca.crt", "chain_crl.pem", ignoring(crt=frozenset({23}))
+        )
+        self.assertEqual(
+            verdict(tls, "revokedca"), Refused(((23, 1),), "certificate revoked")
+        )
+
+    def test_missing_intermediate_crl(self) -> None:
+        """Without the CRL of the client's own CA (an intermediate), the
+        error 3 is the client's, at depth 0: crt-ignore-err 3 accepts it,
+        ca-ignore-err 3 does not."""
+        tls = server_tls("optional", "ca.crt", "ca_crl.pem")
+        self.assertEqual(verdict(tls, "chained"), Refused(((3, 0),), "unknown ca"))
+        tls = server_tls(
+            "optional", "ca.crt", "ca_crl.pem", ignoring(crt=frozenset({3}))
+        )
+        self.assertEqual(verdict(tls, "chained"), Verified(((3, 0),), 3, crt_err=3))
+        tls = server_tls(
+            "optional", "ca.crt", "ca_crl.pem", ignoring(ca=frozenset({3}))
+        )
+        self.assertEqual(verdict(tls, "chained"), Refused(((3, 0),), "unknown ca"))
+
+    def test_missing_root_crl_for_intermediate(self) -> None:
+        """Without the CRL of the root that issued the intermediate CA, the
+        error 3 is the intermediate's, at depth 1: ca-ignore-err 3 accepts
+        it (ca_err 3 at depth 1), crt-ignore-err 3 does not."""
+        tls = server_tls("optional", "ca.crt", "intermediate_crl.pem")
+        self.assertEqual(
+            verdict(tls, "chained"), Refused(((3, 1),), "unknown ca"), openssl_version()
+        )
+        tls = server_tls(
+            "optional", "ca.crt", "intermediate_crl.pem", ignoring(ca=frozenset({3}))
+        )
+        self.assertEqual(
+            verdict(tls, "chained"),
+            Verified(((3, 1),), verify=3, ca_err=3, ca_err_depth=1),
+        )
+        tls = server_tls(
+            "optional", "ca.crt", "intermediate_crl.pem", ignoring(crt=frozenset({3}))
+        )
+        self.assertEqual(verdict(tls, "chained"), Refused(((3, 1),), "unknown ca"))
+
+
+class HighErrorCodeTests(SynchronousTestCase):
+    def test_unknown_critical_extension(self) -> None:
+        """A client certificate with an unknown critical extension is refused
+        with error 34 (above 31) at depth 0 and the alert 'certificate
+        unknown'."""
+        self.assertEqual(
+            verdict(server_tls("optional"), "critical"),
+            Refused(((34, 0),), "certificate unknown"),
+        )
+
+    def test_all_and_number_ignore_34(self) -> None:
+        """crt-ignore-err all, or 34, accepts that client with verify 34;
+        ca-ignore-err all does not."""
+        expected = Verified(((34, 0),), verify=34, crt_err=34)
+        for policy in (ignoring(crt=ALL), ignoring(crt=frozenset({34}))):
+            tls = server_tls("optional", policy=policy)
+            self.assertEqual(verdict(tls, "critical"), expected, policy)
+        self.assertEqual(
+            verdict(server_tls("optional", policy=ignoring(ca=ALL)), "critical"),
+            Refused(((34, 0),), "certificate unknown"),
+        )
 
 
 class ProtocolVersionTests(SynchronousTestCase):

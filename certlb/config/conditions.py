@@ -168,12 +168,23 @@ def parse_condition(words: Sequence[Word]) -> Condition:
 
     while i < len(words):
         word = words[i]
-        if _is(word, "!"):
-            negated = not negated
-        elif _is(word, "or") or _is(word, "||"):
+        text = word.text
+        if text.startswith("!") and not word.literal:
+            # Every leading '!' negates, as in HAProxy: '!a', '!!a', '!{'.
+            bangs = len(text) - len(text.lstrip("!"))
+            negated ^= bangs % 2 == 1
+            text = text[bangs:]
+            if not text:
+                i += 1
+                continue
+        if word.literal:
+            pass
+        elif text.lower() in ("or", "||") and text == word.text:
             close_group(word)
             separator = word
-        elif _is(word, "{"):
+            i += 1
+            continue
+        if text == "{" and not word.literal:
             end = next(
                 (j for j in range(i + 1, len(words)) if _is(words[j], "}")), None
             )
@@ -185,12 +196,9 @@ def parse_condition(words: Sequence[Word]) -> Condition:
             terms.append(AclTerm(negated, anonymous=body, location=word.location))
             negated = False
             i = end
-        elif _is(word, "}"):
+        elif text == "}" and not word.literal:
             raise SyntaxProblem(word.location, "'}' without a matching '{'")
         else:
-            text = word.text
-            if text.startswith("!") and not word.literal:
-                negated, text = not negated, text[1:]
             if not ACL_NAME.match(text):
                 raise SyntaxProblem(word.location, f"{text!r} is not an ACL name")
             terms.append(AclTerm(negated, name=text, location=word.location))

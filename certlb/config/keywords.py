@@ -8,178 +8,34 @@ C{ctx.problems} and carries on when the rest of the line is still usable.
 from __future__ import annotations
 
 import ipaddress
-import os.path
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-import attrs
-
+from certlb.config import request_rules
 from certlb.config.addresses import parse_address, parse_duration
 from certlb.config.conditions import (
     ACL_NAME,
     SyntaxProblem,
     parse_acl_body,
-    parse_condition,
 )
-from certlb.config.errors import WARNING, Location, Problem, suggest
+from certlb.config.errors import WARNING, suggest
 from certlb.config.lexer import Word
 from certlb.config.model import (
     ALL_ERRORS,
     BALANCE_ALGORITHMS,
-    NOWHERE,
     VERIFY_MODES,
-    AclDef,
-    Backend,
     Bind,
-    Condition,
     ForwardFor,
-    Frontend,
     Server,
-    Timeouts,
     UseBackend,
 )
+from certlb.config.syntax import Context, Keyword, condition, integer
 from certlb.tls.verify_codes import VERIFY_CODE_NUMBERS, VERIFY_CODES
 
 PROXY_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 SECTION_NAMES = {
     "g": "global", "d": "defaults", "f": "frontend", "l": "listen", "b": "backend",
 }  # fmt: skip
-
-
-@attrs.define
-class Draft:
-    """The settings of a section while it is being read."""
-
-    mode_set: bool = False
-    timeouts: dict[str, int] = attrs.Factory(dict)
-    maxconn: int | None = None
-    http_server_close: bool = False
-    forwardfor: ForwardFor | None = None
-    balance: str = "roundrobin"
-    default_backend: str | None = None
-    default_backend_location: Location = NOWHERE
-    binds: list[Bind] = attrs.Factory(list)
-    servers: list[Server] = attrs.Factory(list)
-    acls: list[AclDef] = attrs.Factory(list)
-    use_backends: list[UseBackend] = attrs.Factory(list)
-
-    def inherit(self) -> Draft:
-        """A new proxy's draft, with the settings a defaults section gives."""
-        return Draft(
-            mode_set=self.mode_set,
-            timeouts=dict(self.timeouts),
-            maxconn=self.maxconn,
-            http_server_close=self.http_server_close,
-            forwardfor=self.forwardfor,
-            balance=self.balance,
-            default_backend=self.default_backend,
-            default_backend_location=self.default_backend_location,
-        )
-
-    def frontend(self, name: str, location: Location, kind: str) -> Frontend:
-        default = self.default_backend
-        default_location = self.default_backend_location
-        if kind == "listen" and default is None:
-            # A listen section serves what no rule sends elsewhere itself.
-            default, default_location = name, location
-        return Frontend(
-            name=name,
-            binds=tuple(self.binds),
-            acls=tuple(self.acls),
-            use_backends=tuple(self.use_backends),
-            default_backend=default,
-            default_backend_location=default_location,
-            timeouts=Timeouts(**self.timeouts),
-            maxconn=self.maxconn,
-            http_server_close=self.http_server_close,
-            forwardfor=self.forwardfor,
-            location=location,
-        )
-
-    def backend(self, name: str, location: Location) -> Backend:
-        return Backend(
-            name=name,
-            servers=tuple(self.servers),
-            acls=tuple(self.acls),
-            balance=self.balance,
-            timeouts=Timeouts(**self.timeouts),
-            http_server_close=self.http_server_close,
-            forwardfor=self.forwardfor,
-            location=location,
-        )
-
-
-@attrs.frozen
-class Context:
-    """What a keyword handler gets: the draft, the line, and where to report."""
-
-    draft: Draft
-    words: Sequence[Word]
-    base_dir: str
-    negate: bool
-    problems: list[Problem]
-    section: str
-
-    @property
-    def keyword(self) -> Word:
-        return self.words[0]
-
-    def problem(
-        self, location: Location, message: str, severity: str = "error"
-    ) -> None:
-        self.problems.append(Problem(location, message, severity))
-
-    def path(self, word: Word) -> str:
-        """A file name resolved against the configuration file's directory."""
-        return os.path.normpath(os.path.join(self.base_dir, word.text))
-
-    def arg(self, index: int, what: str) -> Word:
-        """The word at C{index}, or a problem saying that C{what} is missing."""
-        if index >= len(self.words):
-            raise SyntaxProblem(
-                self.words[-1].location,
-                f"'{' '.join(w.text for w in self.words[:index])}' needs {what}",
-            )
-        return self.words[index]
-
-    def no_more(self, index: int) -> None:
-        if index < len(self.words):
-            raise SyntaxProblem(
-                self.words[index].location,
-                f"unexpected {self.words[index].text!r} at the end of "
-                f"'{self.words[0].text}'",
-            )
-
-
-@attrs.frozen
-class Keyword:
-    """A keyword: the sections it is allowed in, and its handler."""
-
-    sections: str
-    handler: Callable[[Context], None]
-
-
-def _integer(word: Word, what: str, low: int, high: int) -> int:
-    if not word.text.isdigit() or not low <= int(word.text) <= high:
-        raise SyntaxProblem(
-            word.location,
-            f"{what} must be a whole number from {low} to {high}, not {word.text!r}",
-        )
-    return int(word.text)
-
-
-def _condition(ctx: Context, index: int) -> Condition | None:
-    """Parse an optional trailing C{if|unless COND} starting at C{index}."""
-    if index >= len(ctx.words):
-        return None
-    word = ctx.words[index]
-    if word.text not in ("if", "unless") or word.literal:
-        raise SyntaxProblem(
-            word.location,
-            f"unexpected {word.text!r}: '{ctx.keyword.text}' takes a condition "
-            "after 'if' or 'unless'",
-        )
-    return parse_condition(ctx.words[index:])
 
 
 def _mode(ctx: Context) -> None:
@@ -219,13 +75,23 @@ def _error_codes(word: Word) -> frozenset[int] | str:
     if word.text == ALL_ERRORS:
         return ALL_ERRORS
     codes = set()
+    errors = {name: code for name, code in VERIFY_CODE_NUMBERS.items() if code}
     for item in word.text.split(","):
-        if item.isdigit() and int(item) in VERIFY_CODES:
+        if item == ALL_ERRORS:
+            raise SyntaxProblem(
+                word.location, "'all' already means every error: write it alone"
+            )
+        if not item:
+            raise SyntaxProblem(
+                word.location,
+                f"{word.text!r} has an empty item: remove the extra comma",
+            )
+        if item.isdigit() and int(item) in VERIFY_CODES and int(item) != 0:
             codes.add(int(item))
-        elif item in VERIFY_CODE_NUMBERS:
-            codes.add(VERIFY_CODE_NUMBERS[item])
+        elif item in errors:
+            codes.add(errors[item])
         else:
-            hint = suggest(item, VERIFY_CODE_NUMBERS) if not item.isdigit() else ""
+            hint = "" if item.isdigit() else suggest(item.upper(), errors)
             raise SyntaxProblem(
                 word.location,
                 f"{item!r} is not a certificate verification error; write 'all', "
@@ -249,7 +115,14 @@ def _bind(ctx: Context) -> None:
             i += 1
         elif name in ("crt-ignore-err", "ca-ignore-err"):
             what = "'all', or error codes or names separated by commas"
-            options[name] = _error_codes(ctx.arg(i + 1, what))
+            codes = _error_codes(ctx.arg(i + 1, what))
+            before = options.get(name, frozenset())
+            # Given twice, the lists add up, as in HAProxy.
+            if codes == ALL_ERRORS or before == ALL_ERRORS:
+                options[name] = ALL_ERRORS
+            else:
+                assert isinstance(before, frozenset) and isinstance(codes, frozenset)
+                options[name] = before | codes
             i += 1
         elif name == "verify":
             mode = ctx.arg(i + 1, "one of none, optional, required")
@@ -347,9 +220,7 @@ def _server(ctx: Context) -> None:
         elif word.text == "enabled":
             disabled = False
         elif word.text == "weight":
-            weight = _integer(
-                ctx.arg(i + 1, "a weight from 0 to 256"), "weight", 0, 256
-            )
+            weight = integer(ctx.arg(i + 1, "a weight from 0 to 256"), "weight", 0, 256)
             i += 1
         elif word.text in SERVER_OPTIONS_LATER:
             raise SyntaxProblem(
@@ -378,8 +249,8 @@ def _default_backend(ctx: Context) -> None:
 
 def _use_backend(ctx: Context) -> None:
     name = ctx.arg(1, "a backend name, as in 'use_backend app if { ssl_fc_has_crt }'")
-    condition = _condition(ctx, 2)
-    ctx.draft.use_backends.append(UseBackend(name.text, condition, name.location))
+    rule = condition(ctx, 2)
+    ctx.draft.use_backends.append(UseBackend(name.text, rule, name.location))
 
 
 def _balance(ctx: Context) -> None:
@@ -397,7 +268,7 @@ def _balance(ctx: Context) -> None:
 def _maxconn(ctx: Context) -> None:
     value = ctx.arg(1, "a number of connections")
     ctx.no_more(2)
-    ctx.draft.maxconn = _integer(value, "maxconn", 1, 10_000_000)
+    ctx.draft.maxconn = integer(value, "maxconn", 1, 10_000_000)
 
 
 TIMEOUTS = {
@@ -531,6 +402,9 @@ KEYWORDS: dict[str, Keyword] = {
     "timeout": Keyword("dflb", _timeout),
     "option": Keyword("dflb", _option),
     "acl": Keyword("flb", _acl),
+    "http-request": Keyword("flb", request_rules.http_request),
+    "reqadd": Keyword("flb", request_rules.reqadd),
+    "redirect": Keyword("flb", request_rules.redirect),
 }
 
 _LATER = "'{name}' is an HAProxy keyword that certlb does not implement yet"
@@ -538,17 +412,17 @@ UNSUPPORTED: dict[str, str] = {
     name: _LATER
     for name in frozenset(
         """
-        reqadd reqrep reqdel rspadd redirect http-request http-response
-        http-after-response tcp-request tcp-response stick-table stick
-        stick-store persist cookie retries retry-on errorfile errorloc
-        http-check monitor-uri stats capture unique-id-format
-        unique-id-header log-format hash-type fullconn dispatch
-        http-reuse compression filter use-server force-persist
-        ignore-persist block rate-limit default-server server-template
-        email-alert nbthread nbproc cpu-map ssl-default-bind-options
-        ssl-default-bind-ciphers ssl-default-bind-ciphersuites
-        ssl-default-server-options tune.ssl.default-dh-param crt-base
-        ca-base hard-stop-after grace description
+        reqrep reqdel rspadd http-response http-after-response
+        tcp-request tcp-response stick-table stick stick-store persist
+        cookie retries retry-on errorfile errorloc http-check
+        monitor-uri stats capture unique-id-format unique-id-header
+        log-format hash-type fullconn dispatch http-reuse compression
+        filter use-server force-persist ignore-persist block rate-limit
+        default-server server-template email-alert nbthread nbproc
+        cpu-map ssl-default-bind-options ssl-default-bind-ciphers
+        ssl-default-bind-ciphersuites ssl-default-server-options
+        tune.ssl.default-dh-param crt-base ca-base hard-stop-after grace
+        description
         """.split()
     )
 }

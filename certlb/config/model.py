@@ -179,13 +179,102 @@ class UseBackend:
     location: Location = NOWHERE
 
 
+REDIRECT_KINDS = ("location", "prefix", "scheme")
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+
+@attrs.frozen
+class Redirect:
+    """C{redirect} and C{http-request redirect}: answer with a redirection.
+
+    @ivar kind: C{location} (the target is the new URL), C{prefix} (it goes
+        before the request's path) or C{scheme} (it replaces the scheme).
+    @ivar log_format: the target is a log-format string (C{http-request
+        redirect}); for the C{redirect} keyword it is taken as written.
+    @ivar set_cookie: C{NAME[=value]} to set; C{clear_cookie} to clear.
+    """
+
+    kind: str = attrs.field(validator=v.in_(REDIRECT_KINDS))
+    target: str
+    code: int = attrs.field(default=302, validator=v.in_(REDIRECT_CODES))
+    drop_query: bool = False
+    append_slash: bool = False
+    keep_query: bool = False
+    set_cookie: str | None = None
+    clear_cookie: str | None = None
+    log_format: bool = False
+    condition: Condition | None = None
+    location: Location = NOWHERE
+
+
+HEADER_ACTIONS = ("add-header", "set-header", "del-header")
+
+
+@attrs.frozen
+class HeaderRule:
+    """C{http-request add-header|set-header|del-header}, and C{reqadd}.
+
+    @ivar value: the value, a log-format string when C{log_format} (C{None}
+        for C{del-header}).
+    """
+
+    action: str = attrs.field(validator=v.in_(HEADER_ACTIONS))
+    name: str
+    value: str | None = None
+    log_format: bool = True
+    condition: Condition | None = None
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class Deny:
+    """C{http-request deny [deny_status N]}."""
+
+    status: int = 403
+    condition: Condition | None = None
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class Return:
+    """C{http-request return}: answer without contacting a server.
+
+    @ivar body: the body: a log-format string when C{log_format}; C{file}
+        names a file whose content is the body instead.
+    @ivar headers: C{(name, log-format value)} pairs.
+    """
+
+    status: int = 200
+    content_type: str | None = None
+    body: str | None = None
+    log_format: bool = False
+    file: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    condition: Condition | None = None
+    location: Location = NOWHERE
+
+
+RequestRule = Redirect | HeaderRule | Deny | Return
+
+
 @attrs.frozen
 class Frontend:
-    """A proxy that accepts connections (a C{frontend}, or a C{listen})."""
+    """A proxy that accepts connections (a C{frontend}, or a C{listen}).
+
+    @ivar http_request: C{http-request} rules, in order.
+    @ivar reqadd: C{reqadd} lines, evaluated after them.
+    @ivar redirects: C{redirect} rules, evaluated last.
+    @ivar listen: this is the front of a C{listen} section, whose rules run
+        once for both its sides.
+    """
 
     name: str
     binds: tuple[Bind, ...] = ()
     acls: tuple[AclDef, ...] = ()
+    http_request: tuple[RequestRule, ...] = ()
+    reqadd: tuple[HeaderRule, ...] = ()
+    redirects: tuple[Redirect, ...] = ()
+    listen: bool = False
     use_backends: tuple[UseBackend, ...] = ()
     default_backend: str | None = None
     default_backend_location: Location = NOWHERE
@@ -204,6 +293,9 @@ class Backend:
     name: str
     servers: tuple[Server, ...] = ()
     acls: tuple[AclDef, ...] = ()
+    http_request: tuple[RequestRule, ...] = ()
+    reqadd: tuple[HeaderRule, ...] = ()
+    redirects: tuple[Redirect, ...] = ()
     balance: str = attrs.field(
         default="roundrobin", validator=v.in_(BALANCE_ALGORITHMS)
     )

@@ -19,6 +19,7 @@ from certlb.config.conditions import SyntaxProblem
 from certlb.config.errors import WARNING, Location, Problem, suggest
 from certlb.config.lexer import Line, Word, tokenize
 from certlb.config.model import Backend, Config, Frontend, Global
+from certlb.config.syntax import Context, Draft, Keyword
 
 SECTIONS = ("global", "defaults", "frontend", "backend", "listen")
 UNSUPPORTED_SECTIONS = (
@@ -35,7 +36,7 @@ class Section:
     name: str
     location: Location
     base_dir: str
-    draft: keywords.Draft
+    draft: Draft
 
 
 def parse(
@@ -63,9 +64,9 @@ class _Reader:
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         self.section: Section | None = None
-        self.defaults = keywords.Draft()
+        self.defaults = Draft()
         self.global_maxconn: int | None = None
-        self.named_defaults: dict[str, keywords.Draft] = {}
+        self.named_defaults: dict[str, Draft] = {}
         self.frontends: list[Frontend] = []
         self.backends: list[Backend] = []
         self.incomplete: set[str] = set()
@@ -93,7 +94,7 @@ class _Reader:
             )
             self.section = Section(
                 "unsupported", first.text, first.location, self.base_dir,
-                keywords.Draft(),
+                Draft(),
             )  # fmt: skip
         elif self.section is None:
             self.error(
@@ -108,7 +109,7 @@ class _Reader:
         kind = words[0].text
         name = words[1].text if len(words) > 1 else ""
         location = words[0].location
-        draft = keywords.Draft()
+        draft = Draft()
         if kind in ("frontend", "backend", "listen"):
             if not name:
                 self.error(location, f"'{kind}' needs a name, as in '{kind} web'")
@@ -200,7 +201,7 @@ class _Reader:
             return
         try:
             entry.handler(
-                keywords.Context(self.section.draft, words, self.base_dir, negate,
+                Context(self.section.draft, words, self.base_dir, negate,
                                  self.problems, kind),
             )  # fmt: skip
         except SyntaxProblem as e:
@@ -217,7 +218,7 @@ class _Reader:
         if kind in ("backend", "listen"):
             self.incomplete.add(f"backend {name}")
 
-    def unknown(self, word: Word, kind: str, entry: keywords.Keyword | None) -> None:
+    def unknown(self, word: Word, kind: str, entry: Keyword | None) -> None:
         name = word.text
         if entry is not None:
             where = [keywords.SECTION_NAMES[s] for s in entry.sections]

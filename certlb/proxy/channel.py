@@ -33,6 +33,7 @@ from certlb.proxy.http import (
     StallGuard,
     body_framing,
     error_response,
+    local_response,
     serialize_head,
 )
 from certlb.rules.context import ConnectionInfo
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from certlb.proxy.engine import Engine, Exchange
     from certlb.proxy.limits import ConnectionLimits
     from certlb.proxy.runtime import FrontendRuntime
+    from certlb.rules.actions import LocalResponse
 
 log = Logger()
 
@@ -571,15 +573,17 @@ class HTTPChannel(Protocol):
         self.transport.unregisterProducer()
         self._finished()
 
-    def send_error(self, status: int, exchange: Exchange) -> None:
-        """Answer the current request with certlb's own short response."""
+    def send_local(self, response: LocalResponse, exchange: Exchange) -> None:
+        """Answer the current request without a server (an error, a redirect,
+        a rule's answer)."""
         if self._closing:
             return
         body = exchange.incoming.body
         close = self._close_after or not exchange.incoming.head.keep_alive
         close = close or not body.complete
         body.discard()
-        self.transport.write(error_response(status, close))
+        head = exchange.incoming.head.method == b"HEAD"
+        self.transport.write(local_response(response, close, head))
         self._close_after = close
         self._finished()
 

@@ -20,11 +20,15 @@ from certlb.proxy.http import (
     CHUNKED,
     Headers,
     RequestHead,
+    drop_connection_named,
     end_to_end,
+    request_problem,
     serialize_head,
+    without_hop_by_hop,
 )
 from certlb.proxy.runtime import BackendRuntime, FrontendRuntime
 from certlb.proxy.upstream import ConnectionPool, UpstreamConnection, UpstreamError
+from certlb.rules.actions import LocalResponse, encode_text
 from certlb.rules.context import ConnectionInfo, RequestContext
 
 log = Logger()
@@ -49,7 +53,7 @@ class Downstream(Protocol):
     ) -> None: ...
     def send_data(self, data: bytes) -> None: ...
     def send_end(self) -> None: ...
-    def send_error(self, status: int, exchange: Exchange) -> None: ...
+    def send_local(self, response: LocalResponse, exchange: Exchange) -> None: ...
     def abort_response(self) -> None: ...
 
 
@@ -117,6 +121,12 @@ class Exchange:
 
     def _route(self) -> None:
         head = self.incoming.head
+        problem = request_problem(head)
+        if problem is not None:
+            self._log(problem, "400")
+            self._answer(LocalResponse(400))
+            return
+        drop_connection_named(head)
         self.context = context = RequestContext(
             head.method.decode("latin-1"),
             head.target.decode("latin-1"),
@@ -124,6 +134,10 @@ class Exchange:
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in head.headers],
             self.connection,
         )
+        answer = self.frontend.rules.apply(context)
+        if answer is not None:
+            self._answer(answer)
+            return
         backend = self.frontend.route(context)
         if backend is None:
             self._error(
@@ -131,6 +145,11 @@ class Exchange:
             )
             return
         self.backend = backend
+        rules = self.frontend.backend_rules(backend)
+        answer = rules.apply(context) if rules else None
+        if answer is not None:
+            self._answer(answer)
+            return
         server = backend.balancer.pick(context)
         if server is None:
             self._error(503, f"backend '{backend.name}' has no usable server")
@@ -140,9 +159,23 @@ class Exchange:
         self._connect(fresh=False)
 
     def _request_head(self, head: RequestHead, backend: BackendRuntime) -> bytes:
-        headers = end_to_end(head.headers)
+        assert self.context is not None
+        if self.context.headers_changed:
+            written = [
+                (encode_text(n), encode_text(v)) for n, v in self.context.headers
+            ]
+        else:
+            written = head.headers
+        # The body's framing is certlb's to say, whatever the rules wrote.
+        headers = [
+            (n, v)
+            for n, v in without_hop_by_hop(written)
+            if n.lower() != b"content-length"
+        ]
         if head.framing == CHUNKED:
             headers.append((b"Transfer-Encoding", b"chunked"))
+        elif head.length is not None:
+            headers.append((b"Content-Length", b"%d" % head.length))
         if backend.server_close or self.frontend.server_close:
             headers.append((b"Connection", b"close"))
         forwardfor = backend.forwardfor or self.frontend.forwardfor
@@ -283,9 +316,13 @@ class Exchange:
             upstream.abandon()
 
     def _error(self, status: int, why: str) -> None:
-        self._done = True
         self._log(why, str(status))
-        self.downstream.send_error(status, self)
+        self._answer(LocalResponse(status))
+
+    def _answer(self, response: LocalResponse) -> None:
+        """Answer the request without a server (an error, or a rule's answer)."""
+        self._done = True
+        self.downstream.send_local(response, self)
 
     def _log(self, why: str, outcome: str) -> None:
         head = self.incoming.head

@@ -7,9 +7,12 @@ order (RFC 9110, section 5.3).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import attrs
+
+from certlb.rules.actions import LocalResponse
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -32,8 +35,11 @@ REASONS = {
     301: b"Moved Permanently", 302: b"Found", 303: b"See Other",
     304: b"Not Modified", 307: b"Temporary Redirect", 308: b"Permanent Redirect",
     400: b"Bad Request", 401: b"Unauthorized", 403: b"Forbidden",
-    404: b"Not Found", 405: b"Method Not Allowed", 408: b"Request Timeout",
-    413: b"Payload Too Large", 431: b"Request Header Fields Too Large",
+    404: b"Not Found", 405: b"Method Not Allowed",
+    407: b"Proxy Authentication Required", 408: b"Request Timeout", 410: b"Gone",
+    413: b"Payload Too Large", 421: b"Misdirected Request",
+    422: b"Unprocessable Content", 425: b"Too Early", 429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
     500: b"Internal Server Error", 501: b"Not Implemented", 502: b"Bad Gateway",
     503: b"Service Unavailable", 504: b"Gateway Timeout",
 }  # fmt: skip
@@ -41,6 +47,7 @@ REASONS = {
 # Bodies of the answers certlb gives itself, like HAProxy's.
 ERROR_TEXT = {
     400: "Your client sent a request that certlb could not read.",
+    403: "Request forbidden by administrative rules.",
     405: "certlb does not tunnel CONNECT requests.",
     408: "Your client did not send a complete request in time.",
     431: "The request line and headers are too large.",
@@ -131,6 +138,46 @@ def end_to_end(headers: Headers) -> Headers:
     return [(n, v) for n, v in headers if n.lower() not in drop]
 
 
+def without_hop_by_hop(headers: Headers) -> Headers:
+    """C{headers} without the L{HOP_BY_HOP} ones (those a C{Connection}
+    header names were dropped when the request arrived)."""
+    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP]
+
+
+def drop_connection_named(head: RequestHead) -> None:
+    """Drop the request headers that its C{Connection} header names (the
+    client's own hop), before any rule runs: a header that a rule writes is
+    then never dropped by the client's say."""
+    drop = connection_tokens(head.headers) - PROTECTED - HOP_BY_HOP
+    if drop:
+        head.headers = [(n, v) for n, v in head.headers if n.lower() not in drop]
+
+
+# Characters a Host header may not hold (HAProxy refuses them too): they
+# would let a request pass a Host rule with one host and reach another.
+_HOST_FORBIDDEN = frozenset(b",/?@#\\ \t")
+
+
+def request_problem(head: RequestHead) -> str | None:
+    """Why a request must be refused with 400 before any rule sees it, if so.
+
+    A '#' in the target (a fragment is never sent: servers that strip it
+    would serve a path that rules did not see), several different Host
+    headers, a Host with a forbidden character, and an HTTP/1.1 request
+    without Host (RFC 9112, 3.2).
+    """
+    if b"#" in head.target:
+        return "a '#' in the request target"
+    hosts = {v.strip() for n, v in head.headers if n.lower() == b"host"}
+    if len(hosts) > 1:
+        return "several different Host headers"
+    if hosts and _HOST_FORBIDDEN.intersection(next(iter(hosts))):
+        return "a forbidden character in the Host header"
+    if not hosts and head.version == b"1.1":
+        return "an HTTP/1.1 request without a Host header"
+    return None
+
+
 def body_framing(headers: Headers) -> tuple[str, int | None, bytes]:
     """How a message with these (already validated) headers frames its body.
 
@@ -165,21 +212,43 @@ def serialize_head(first_line: bytes, headers: Iterable[tuple[bytes, bytes]]) ->
     return b"\r\n".join(parts)
 
 
-def error_response(status: int, close: bool) -> bytes:
-    """A complete, short response that certlb sends itself."""
+@functools.cache
+def error_page(status: int) -> tuple[tuple[tuple[bytes, bytes], ...], bytes]:
+    """The headers and body of certlb's own short page for C{status}."""
     reason = REASONS.get(status, b"Error")
     text = ERROR_TEXT.get(status, reason.decode())
     body = (
         f"<html><body><h1>{status} {reason.decode()}</h1>\n{text}\n</body></html>\n"
     ).encode()
-    headers = [
-        (b"Content-Type", b"text/html"),
-        (b"Content-Length", str(len(body)).encode()),
-        (b"Cache-Control", b"no-cache"),
-    ]
+    return ((b"Content-Type", b"text/html"), (b"Cache-Control", b"no-cache")), body
+
+
+def local_response(response: LocalResponse, close: bool, head: bool = False) -> bytes:
+    """The bytes of an answer certlb gives itself, framed with its length.
+
+    @param head: the answer is to a HEAD request: its head only.
+    """
+    headers = list(response.headers)
+    body = response.body
+    if body is None:
+        page_headers, body = error_page(response.status)
+        headers += page_headers
+    if response.status in (204, 304):
+        body = b""
+    else:
+        headers.append((b"Content-Length", b"%d" % len(body)))
+    if head:
+        body = b""
     if close:
         headers.append((b"Connection", b"close"))
-    return serialize_head(b"HTTP/1.1 %d %s" % (status, reason), headers) + body
+    reason = REASONS.get(response.status, b"Unknown")
+    first = b"HTTP/1.1 %d %s" % (response.status, reason)
+    return serialize_head(first, headers) + body
+
+
+def error_response(status: int, close: bool) -> bytes:
+    """A complete, short response that certlb sends itself."""
+    return local_response(LocalResponse(status), close)
 
 
 def chunk(data: bytes) -> bytes:

@@ -24,14 +24,15 @@ from zope.interface import implementer
 
 from certlb.proxy.engine import Engine, Exchange
 from certlb.proxy.http import (
-    ERROR_TEXT,
     LENGTH,
     NO_BODY,
     REASONS,
     Headers,
     RequestHead,
+    error_page,
 )
 from certlb.proxy.runtime import FrontendRuntime
+from certlb.rules.actions import LocalResponse
 from certlb.rules.context import ConnectionInfo
 from certlb.tls.state import client_cert_state
 
@@ -142,20 +143,21 @@ class _RequestDownstream:
             self.request.unregisterProducer()
             self.request.finish()
 
-    def send_error(self, status: int, exchange: Exchange | None) -> None:
+    def send_local(self, response: LocalResponse, exchange: Exchange | None) -> None:
         if self.gone:
             return
         request = self.request
-        reason = REASONS.get(status, b"Error")
-        body = (
-            f"<html><body><h1>{status} {reason.decode()}</h1>\n"
-            f"{ERROR_TEXT.get(status, '')}\n</body></html>\n"
-        ).encode()
-        request.setResponseCode(status, reason)
-        request.setHeader(b"content-type", b"text/html")
-        request.setHeader(b"cache-control", b"no-cache")
-        request.setHeader(b"content-length", b"%d" % len(body))
-        request.write(body)
+        headers = list(response.headers)
+        body = response.body
+        if body is None:
+            page_headers, body = error_page(response.status)
+            headers += page_headers
+        request.setResponseCode(response.status, REASONS.get(response.status))
+        for name, value in headers:
+            request.responseHeaders.addRawHeader(name, value)
+        if response.status not in (204, 304):
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.write(body)
         request.finish()
 
     def abort_response(self) -> None:
@@ -178,7 +180,7 @@ class FrontendResource(Resource):
         # No Content-Type of twisted.web's own: only the server's.
         request.defaultContentType = None
         if request.method == b"CONNECT":
-            _RequestDownstream(request).send_error(405, None)
+            _RequestDownstream(request).send_local(LocalResponse(405), None)
             return NOT_DONE_YET
         content = request.content
         length = 0
@@ -199,7 +201,7 @@ class FrontendResource(Resource):
             version=request.clientproto.partition(b"/")[2] or b"1.0",
             headers=headers,
             framing=LENGTH if length else NO_BODY,
-            length=length,
+            length=length or None,
         )
         peer, host = request.getClientAddress(), request.getHost()
         transport = request.channel.transport

@@ -14,6 +14,7 @@ import attrs
 from certlb.config.model import Backend, Config, ForwardFor, Frontend, Timeouts
 from certlb.proxy.balancer import RoundRobin, ServerState
 from certlb.rules.acl import acls_by_name, compile_condition
+from certlb.rules.actions import RuleSet, compile_rules
 from certlb.rules.interfaces import IBalancer, ICondition, IRequestContext
 
 # certlb's timeouts when the configuration gives none, in seconds.  HAProxy
@@ -59,9 +60,10 @@ class ForwardedFor:
 
 @attrs.define(eq=False)
 class BackendRuntime:
-    """A backend ready to serve: servers, balancer, timeouts (in seconds)."""
+    """A backend ready to serve: rules, servers, balancer, timeouts (seconds)."""
 
     name: str
+    rules: RuleSet
     servers: list[ServerState]
     balancer: IBalancer
     connect_timeout: float
@@ -79,6 +81,7 @@ class BackendRuntime:
         ]
         return cls(
             name=backend.name,
+            rules=compile_rules(backend),
             servers=servers,
             balancer=RoundRobin(servers),
             connect_timeout=_seconds(backend.timeouts, "connect"),
@@ -92,10 +95,16 @@ class BackendRuntime:
 
 @attrs.define(eq=False)
 class FrontendRuntime:
-    """A frontend ready to route: C{use_backend} rules, then the default."""
+    """A frontend ready to route: its request rules, C{use_backend} rules,
+    then the default backend.
+
+    @ivar listen: the front of a C{listen} section, whose rules also serve as
+        its backend's.
+    """
 
     name: str
-    rules: Sequence[tuple[ICondition | None, BackendRuntime]]
+    rules: RuleSet
+    routes: Sequence[tuple[ICondition | None, BackendRuntime]]
     default: BackendRuntime | None
     client_timeout: float
     http_request_timeout: float
@@ -103,10 +112,11 @@ class FrontendRuntime:
     server_close: bool
     forwardfor: ForwardedFor | None
     maxconn: int | None
+    listen: bool = False
 
     def route(self, context: IRequestContext) -> BackendRuntime | None:
         """The backend for a request: the first rule that matches, or the default."""
-        for condition, backend in self.rules:
+        for condition, backend in self.routes:
             if condition is None or condition.matches(context):
                 return backend
         return self.default
@@ -116,7 +126,7 @@ class FrontendRuntime:
         cls, frontend: Frontend, backends: dict[str, BackendRuntime]
     ) -> FrontendRuntime:
         named = acls_by_name(frontend.acls)
-        rules = [
+        routes = [
             (
                 compile_condition(rule.condition, named) if rule.condition else None,
                 backends[rule.backend],
@@ -132,7 +142,8 @@ class FrontendRuntime:
         )
         return cls(
             name=frontend.name,
-            rules=rules,
+            rules=compile_rules(frontend),
+            routes=routes,
             default=backends[frontend.default_backend]
             if frontend.default_backend
             else None,
@@ -144,7 +155,15 @@ class FrontendRuntime:
             if frontend.forwardfor
             else None,
             maxconn=frontend.maxconn,
+            listen=frontend.listen,
         )
+
+    def backend_rules(self, backend: BackendRuntime) -> RuleSet | None:
+        """The rules of C{backend} still to run for a request routed there
+        (none when it is this listen section's own side)."""
+        if self.listen and backend.name == self.name:
+            return None
+        return backend.rules
 
 
 def build_runtime(config: Config) -> dict[str, FrontendRuntime]:

@@ -10,9 +10,15 @@ from zope.interface import implementer
 
 from certlb.config.errors import Location, closest, suggest
 from certlb.config.model import AclDef, AclTerm, Condition, SampleExpression
-from certlb.rules.fetches import CONVERTERS, CONVERTERS_LATER, FETCHES, FETCHES_LATER
+from certlb.rules.converters import CONVERTERS, CONVERTERS_LATER, cast
+from certlb.rules.fetches import (
+    ACL_DERIVATIVES,
+    FETCHES,
+    FETCHES_LATER,
+    AclDerivative,
+)
 from certlb.rules.interfaces import ICondition, IRequestContext
-from certlb.rules.matching import DEFAULT_METHOD, as_text, compile_matcher
+from certlb.rules.matching import DEFAULT_METHOD, compile_matcher
 
 
 class RuleError(Exception):
@@ -29,59 +35,141 @@ class UndefinedAcl(RuleError):
 
 
 Sample = Callable[[IRequestContext], Any]
+Values = Callable[[IRequestContext], Sequence[Any]]
+Convert = Callable[[Any], Any]
 
 
 def compile_expression(expression: SampleExpression) -> tuple[Sample, str]:
-    """Compile a fetch and its converters into one function, and its output type."""
-    fetch = FETCHES.get(expression.fetch)
-    if fetch is None and expression.fetch in FETCHES_LATER:
-        raise RuleError(
-            expression.location,
-            f"fetch '{expression.fetch}' is an HAProxy fetch that certlb does "
-            "not implement yet",
-        )
+    """Compile a fetch and its converters into one function, and its output type.
+
+    The function gives one value, or None: a fetch that finds several (as
+    C{hdr}) gives its last, as HAProxy does outside ACLs.
+
+    @raise RuleError: an unknown fetch or converter, an ACL derivative, bad
+        arguments, or a converter that cannot take the value before it.
+    """
+    return _compile(expression, in_acl=False).single()
+
+
+@attrs.frozen
+class _Compiled:
+    """A compiled expression: the fetch's function and the converters'."""
+
+    fetch: Callable[[IRequestContext], Any]
+    multiple: bool
+    convert: Convert | None
+    output: str
+
+    def single(self) -> tuple[Sample, str]:
+        fetch, convert = self.fetch, self.convert
+        if self.multiple:
+            values: Values = fetch
+
+            def fetch(context: IRequestContext) -> Any:
+                found = values(context)
+                return found[-1] if found else None
+
+        if convert is None:
+            return fetch, self.output
+        return _chain(fetch, convert), self.output
+
+    def values(self) -> Values:
+        fetch, convert = self.fetch, self.convert
+        if not self.multiple:
+            single, _ = self.single()
+            return lambda context: (single(context),)
+        if convert is None:
+            return fetch
+        return lambda context: [convert(value) for value in fetch(context)]
+
+
+def _compile(expression: SampleExpression, in_acl: bool) -> _Compiled:
+    name = expression.fetch
+    fetch = FETCHES.get(name)
     if fetch is None:
-        raise RuleError(
-            expression.location,
-            f"unknown fetch '{expression.fetch}'" + suggest(expression.fetch, FETCHES),
-        )
+        raise _unknown_fetch(expression, in_acl)
     try:
-        function: Sample = fetch.compile(expression.args)
+        function = fetch.compile(expression.args)
     except ValueError as e:
         raise RuleError(expression.location, str(e)) from None
     output: str = fetch.output
-    for name, args in expression.converters:
-        converter = CONVERTERS.get(name)
-        if converter is None and name in CONVERTERS_LATER:
+    steps: list[Convert] = []
+    previous = name
+    for converter_name, args in expression.converters:
+        converter = CONVERTERS.get(converter_name)
+        if converter is None and converter_name in CONVERTERS_LATER:
             raise RuleError(
                 expression.location,
-                f"converter '{name}' is an HAProxy converter that certlb does "
-                "not implement yet",
+                f"converter '{converter_name}' is an HAProxy converter that "
+                "certlb does not implement yet",
             )
         if converter is None:
             raise RuleError(
                 expression.location,
-                f"unknown converter '{name}'" + suggest(name, CONVERTERS),
+                f"unknown converter '{converter_name}'"
+                + suggest(converter_name, CONVERTERS),
             )
         try:
             convert = converter.compile(args)
         except ValueError as e:
             raise RuleError(expression.location, str(e)) from None
-        if converter.input == "str" and output != "str":
-            # Cast, as HAProxy does, so that a converter of text gets text.
-            convert = _after(as_text, convert)
-        function = _chain(function, convert)
+        try:
+            cast_first = cast(output, converter.input)
+        except ValueError:
+            raise RuleError(
+                expression.location,
+                f"converter '{converter_name}' takes {converter.input} values, "
+                f"but '{previous}' gives {output} values, which cannot be cast "
+                f"to {converter.input}",
+            ) from None
+        if cast_first is not None:
+            steps.append(cast_first)
+        steps.append(convert)
         output = converter.output
-    return function, output
+        previous = converter_name
+    return _Compiled(function, bool(fetch.multiple), _pipeline(steps), output)
 
 
-def _after(
-    cast: Callable[[Any], Any], convert: Callable[[Any], Any]
-) -> Callable[[Any], Any]:
-    return lambda value: convert(cast(value))
+def _unknown_fetch(expression: SampleExpression, in_acl: bool) -> RuleError:
+    name = expression.fetch
+    derivative = ACL_DERIVATIVES.get(name)
+    if derivative is not None and not in_acl:
+        plain = attrs.evolve(expression, fetch=derivative.fetch, converters=())
+        return RuleError(
+            expression.location,
+            f"'{name}' is an ACL derivative ('{derivative.fetch}' matched with "
+            f"-m {derivative.method}): it exists only in ACLs; in a sample "
+            f"expression write '{plain}'",
+        )
+    if name in FETCHES_LATER:
+        return RuleError(
+            expression.location,
+            f"fetch '{name}' is an HAProxy fetch that certlb does not implement yet",
+        )
+    names = [*FETCHES, *ACL_DERIVATIVES] if in_acl else FETCHES
+    return RuleError(
+        expression.location, f"unknown fetch '{name}'" + suggest(name, names)
+    )
 
 
-def _chain(first: Sample, then: Callable[[Any], Any]) -> Sample:
+def _pipeline(steps: Sequence[Convert]) -> Convert | None:
+    """One function running C{steps} in turn; a None stops them."""
+    if not steps:
+        return None
+    if len(steps) == 1:
+        return steps[0]
+
+    def convert(value: Any) -> Any:
+        for step in steps:
+            value = step(value)
+            if value is None:
+                return None
+        return value
+
+    return convert
+
+
+def _chain(first: Sample, then: Convert) -> Sample:
     def sample(context: IRequestContext) -> Any:
         value = first(context)
         return None if value is None else then(value)
@@ -100,13 +188,44 @@ class Acl:
         return self.match(self.sample(context))
 
 
-def compile_acl(acl: AclDef) -> Acl:
+@attrs.frozen
+class MultiAcl:
+    """A compiled ACL on a fetch of several values: any of them may match."""
+
+    values: Values
+    match: Callable[[Any], bool]
+
+    def __call__(self, context: IRequestContext) -> bool:
+        match = self.match
+        return any(match(value) for value in self.values(context))
+
+
+def compile_acl(acl: AclDef) -> Acl | MultiAcl:
     """Compile one ACL line (or anonymous ACL).
 
-    @raise RuleError: unknown fetch or converter, bad flag or bad pattern.
+    @raise RuleError: unknown fetch or converter, bad flag or bad pattern, or
+        an ACL derivative (C{path_beg}, ...) followed by a converter or given
+        a C{-m} method.
     """
-    sample, output = compile_expression(acl.expression)
-    method = DEFAULT_METHOD.get(output, "str")
+    expression = acl.expression
+    derivative = _derivative(expression.fetch)
+    if derivative is not None:
+        plain = attrs.evolve(expression, fetch=derivative.fetch)
+        if expression.converters:
+            raise RuleError(
+                acl.location,
+                f"{_acl_name(acl)}: '{derivative.name}' is an ACL derivative "
+                f"('{derivative.fetch}' matched with -m {derivative.method}) and "
+                f"must not be followed by a converter; write '{plain} -m "
+                f"{derivative.method}' instead",
+            )
+        expression = plain
+    compiled = _compile(expression, in_acl=True)
+    method = (
+        derivative.method
+        if derivative is not None
+        else DEFAULT_METHOD.get(compiled.output, "str")
+    )
     ignore_case = False
     flags = iter(acl.flags)
     for flag in flags:
@@ -114,6 +233,14 @@ def compile_acl(acl: AclDef) -> Acl:
             ignore_case = True
         elif flag == "-m":
             method = next(flags)
+            if derivative is not None:
+                raise RuleError(
+                    acl.location,
+                    f"{_acl_name(acl)}: '{derivative.name}' is an ACL derivative "
+                    f"('{derivative.fetch}' matched with -m {derivative.method}) "
+                    f"and must not be used with -m; write '{expression} -m "
+                    f"{method}' instead",
+                )
         else:
             raise RuleError(
                 acl.location, f"ACL flag '{flag}' is not implemented by certlb yet"
@@ -122,7 +249,19 @@ def compile_acl(acl: AclDef) -> Acl:
         match = compile_matcher(method, acl.patterns, ignore_case)
     except ValueError as e:
         raise RuleError(acl.location, str(e)) from None
+    if compiled.multiple:
+        return MultiAcl(compiled.values(), match)
+    sample, _ = compiled.single()
     return Acl(sample, match)
+
+
+def _derivative(name: str) -> AclDerivative | None:
+    """The ACL derivative called C{name}, unless a fetch has that name."""
+    return None if name in FETCHES else ACL_DERIVATIVES.get(name)
+
+
+def _acl_name(acl: AclDef) -> str:
+    return "anonymous ACL" if acl.name is None else f"ACL '{acl.name}'"
 
 
 def never_matches(acl: AclDef) -> bool:
@@ -134,10 +273,14 @@ def never_matches(acl: AclDef) -> bool:
     if "-m" in flags:
         method = flags[flags.index("-m") + 1]
     if method is None:
+        derivative = _derivative(acl.expression.fetch)
         fetch = FETCHES.get(acl.expression.fetch)
-        if fetch is None or acl.expression.converters:
+        if derivative is not None:
+            method = derivative.method
+        elif fetch is None or acl.expression.converters:
             return False
-        method = DEFAULT_METHOD.get(fetch.output, "str")
+        else:
+            method = DEFAULT_METHOD.get(fetch.output, "str")
     return method not in ("found", "bool")
 
 
@@ -211,7 +354,7 @@ def undefined_acls(
     ]
 
 
-def _any(acls: Sequence[Acl]) -> Callable[[IRequestContext], bool]:
+def _any(acls: Sequence[Acl | MultiAcl]) -> Callable[[IRequestContext], bool]:
     """Several C{acl} lines with one name: any of them matching is enough."""
     return lambda context: any(acl(context) for acl in acls)
 

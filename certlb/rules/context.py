@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from zope.interface import implementer
 
@@ -37,18 +37,24 @@ class ConnectionInfo:
         return self._tls
 
 
+def _normal(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
 @implementer(IRequestContext)
 class RequestContext:
     """One request: method, target, version and headers, as rules see them."""
 
-    __slots__ = ("connection", "headers", "method", "target", "version")
+    __slots__ = (
+        "connection", "headers", "headers_changed", "method", "target", "version",
+    )  # fmt: skip
 
     def __init__(
         self,
         method: str,
         target: str,
         version: str,
-        headers: Sequence[tuple[str, str]],
+        headers: list[tuple[str, str]],
         connection: ConnectionInfo,
     ) -> None:
         self.method = method
@@ -56,12 +62,48 @@ class RequestContext:
         self.version = version
         self.headers = headers
         self.connection = connection
+        self.headers_changed = False
+
+    def add_header(self, name: str, value: str) -> None:
+        """Add a header after the others (later rules and the server see it)."""
+        self.headers.append((name, value))
+        self.headers_changed = True
+
+    def remove_headers(self, name: str) -> None:
+        """Remove every header called C{name}, in any case, and those whose
+        names differ from it only by '_' for '-': CGI and WSGI servers take
+        X_Ssl_Error for X-Ssl-Error, so a client must not slip one past a
+        rule that replaces or removes the other."""
+        wanted = _normal(name)
+        kept = [(n, v) for n, v in self.headers if _normal(n) != wanted]
+        if len(kept) != len(self.headers):
+            self.headers[:] = kept
+            self.headers_changed = True
 
     @property
-    def path(self) -> str:
-        return self.target.partition("?")[0]
+    def path(self) -> str | None:
+        """The path, as HAProxy's: from the first '/' after any scheme and
+        authority (so that of C{http://host/a?b} is C{/a}), up to '?'; None
+        for C{*} or an authority alone."""
+        target = self.target
+        if target.startswith("/"):
+            return target.partition("?")[0]
+        start = 0
+        if target[:1].isalpha():
+            scheme, colon, _ = target.partition(":")
+            if not colon or not all(c.isalnum() or c in "+-." for c in scheme):
+                return None
+            start = len(scheme) + 1
+            for _ in range(2):
+                if target[start : start + 1] == "/":
+                    start += 1
+        slash = target.find("/", start)
+        if slash < 0:
+            return None
+        return target[slash:].partition("?")[0]
 
     @property
     def query(self) -> str | None:
+        """What follows the first '?', or None without one."""
         _, mark, query = self.target.partition("?")
         return query if mark else None

@@ -31,14 +31,24 @@ class IRequestContext(Interface):
 
     method = Attribute("The request method, e.g. 'GET'.")
     target = Attribute("The request target as sent, e.g. '/a/b?x=1'.")
-    path = Attribute("The target up to '?', e.g. '/a/b'.")
+    path = Attribute(
+        "The target's path up to '?', e.g. '/a/b' (also for an absolute-form "
+        "target, 'http://host/a/b'); None for '*'."
+    )
     query = Attribute("The part of the target after '?', or None without one.")
     version = Attribute("The HTTP version, e.g. 'HTTP/1.1'.")
     headers = Attribute(
-        "The request headers: a sequence of (name, value) str pairs, in the "
-        "order the client sent them, names as the client wrote them."
+        "The request headers: a list of (name, value) str pairs, in the order "
+        "the client sent them, names as the client wrote them; rules change "
+        "it through add_header and remove_headers."
     )
     connection = Attribute("The IConnectionInfo of the connection.")
+
+    def add_header(name, value):  # type: ignore[no-untyped-def]
+        """Add a header after the others: later rules, and the server, see it."""
+
+    def remove_headers(name):  # type: ignore[no-untyped-def]
+        """Remove every header called C{name}, whatever its case."""
 
 
 class IFetch(Interface):
@@ -46,8 +56,14 @@ class IFetch(Interface):
 
     name = Attribute("The name used in configurations, e.g. 'ssl_fc_has_crt'.")
     output = Attribute(
-        "The type of the values: 'bool', 'int', 'str' or 'ip'.  It chooses the "
-        "match method an ACL uses when none is given with -m."
+        "The type of the values: 'bool', 'int', 'str', 'ip' or 'bin' (bytes).  "
+        "It chooses the match method an ACL uses when none is given with -m."
+    )
+    multiple = Attribute(
+        "True when the fetch may find several values in one request (as hdr "
+        "finds every value of a header): its compiled callable then returns a "
+        "sequence of values, empty when there is none.  An ACL tries every "
+        "value; a sample expression (a log-format string) takes the last."
     )
 
     def compile(args):  # type: ignore[no-untyped-def]
@@ -55,7 +71,10 @@ class IFetch(Interface):
 
         @param args: the arguments, as a tuple of str (empty when none).
         @return: a callable taking an L{IRequestContext} and returning the
-            value, or None when there is none for this request.
+            value, or None when there is none for this request (a sequence
+            of values when C{multiple} is true).  It reads the request when
+            called: headers may have changed since the configuration was
+            loaded, or since an earlier rule ran.
         @raise ValueError: the arguments are wrong; the message says how.
         """
 
@@ -64,13 +83,32 @@ class IConverter(Interface):
     """A converter: a function applied to a sample, as in C{hdr(host),lower}."""
 
     name = Attribute("The name used in configurations, e.g. 'lower'.")
-    input = Attribute("The type of value it takes: 'bool', 'int', 'str' or 'ip'.")
+    input = Attribute(
+        "The type of value it takes: 'bool', 'int', 'str', 'ip' or 'bin'.  A "
+        "value of another type is cast first, as HAProxy casts it."
+    )
     output = Attribute("The type of value it returns.")
 
     def compile(args):  # type: ignore[no-untyped-def]
         """Check the arguments; return a callable from a value to a value.
 
+        The callable is never given None; it returns None when the value
+        cannot be converted (the sample then has no value).
+
         @raise ValueError: the arguments are wrong; the message says how.
+        """
+
+
+class IRequestAction(Interface):
+    """What an C{http-request} rule (or C{reqadd}, or C{redirect}) does."""
+
+    def run(context):  # type: ignore[no-untyped-def]
+        """Act on the request C{context} (an L{IRequestContext}, whose
+        C{add_header} and C{remove_headers} change what the server gets).
+
+        @return: C{None} to go on with the request, or a
+            L{certlb.rules.actions.LocalResponse} that answers it at once,
+            without a server.
         """
 
 

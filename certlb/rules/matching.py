@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from certlb.rules.converters import to_text
+
 Matcher = Callable[[Any], bool]
 
 STRING_METHODS = ("str", "beg", "end", "sub", "reg", "dir", "dom", "len")
@@ -68,9 +70,7 @@ def _true(value: Any) -> bool:
 
 def as_text(value: Any) -> str:
     """A sample as text, cast as HAProxy casts it (a boolean is 1 or 0)."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    return value if isinstance(value, str) else str(value)
+    return to_text(value)
 
 
 def _int_tests(patterns: Sequence[str]) -> list[Callable[[int], bool]]:
@@ -126,10 +126,10 @@ def _int_matcher(tests: list[Callable[[int], bool]]) -> Matcher:
         if value is None:
             return False
         if not isinstance(value, int):
-            try:
-                value = int(value)
-            except (TypeError, ValueError):
+            text = as_text(value)
+            if not _DECIMAL.fullmatch(text):
                 return False
+            value = int(text)
         return any(test(value) for test in tests)
 
     return match

@@ -110,31 +110,54 @@ def load_key_pair(path: str) -> KeyPair:
     )
 
 
-_CRL_BLOCK = re.compile(
-    rb"-----BEGIN X509 CRL-----.*?-----END X509 CRL-----", re.DOTALL
-)
+_CRL_BEGIN = b"-----BEGIN X509 CRL-----"
+_CRL_END = b"-----END X509 CRL-----"
 
 
 def load_crls(path: str) -> list[x509.CertificateRevocationList]:
     """Load a C{crl-file}: the revocation lists of one or several CAs.
 
-    @raise PemError: the file is missing, unreadable, holds no CRL, or a
-        damaged one.
+    @raise PemError: the file is missing, unreadable, holds no CRL (saying
+        how to convert a DER one, or that it holds certificates instead), or
+        a damaged one (numbered from 1, in the order of the file).
     """
     what = "CRL file"
     data = _read(path, what)
-    blocks = _CRL_BLOCK.findall(data)
-    if not blocks:
-        raise PemError(f"{what} {path!r} holds no PEM CRL (-----BEGIN X509 CRL-----)")
+    if _CRL_BEGIN not in data:
+        raise PemError(_no_crl(data, path, what))
     crls = []
-    for number, block in enumerate(blocks, start=1):
+    # Each CRL runs from its BEGIN line to the next END line.
+    for number, chunk in enumerate(data.split(_CRL_BEGIN)[1:], start=1):
+        end = chunk.find(_CRL_END)
+        if end < 0:
+            raise PemError(
+                f"{what} {path!r}: CRL number {number} is cut short (no "
+                f"'{_CRL_END.decode()}' line)"
+            )
         try:
-            crls.append(x509.load_pem_x509_crl(block))
+            crls.append(x509.load_pem_x509_crl(_CRL_BEGIN + chunk[:end] + _CRL_END))
         except (ValueError, UnsupportedAlgorithm) as e:
             raise PemError(
                 f"{what} {path!r}: CRL number {number} is damaged: {e}"
             ) from None
     return crls
+
+
+def _no_crl(data: bytes, path: str, what: str) -> str:
+    """Why a file without a PEM CRL is not a CRL file, and what to give."""
+    if b"-----BEGIN CERTIFICATE-----" in data:
+        return (
+            f"{what} {path!r} holds certificates but no CRL; give the CAs' "
+            "revocation lists (PEM, -----BEGIN X509 CRL-----)"
+        )
+    try:
+        x509.load_der_x509_crl(data)
+    except (ValueError, UnsupportedAlgorithm):
+        return f"{what} {path!r} holds no PEM CRL (-----BEGIN X509 CRL-----)"
+    return (
+        f"{what} {path!r} holds a DER CRL; convert it to PEM with: "
+        f"openssl crl -inform DER -in {path} -out {path}.pem"
+    )
 
 
 def load_ca_certificates(path: str) -> list[x509.Certificate]:

@@ -8,6 +8,16 @@ Session resumption is turned off on binds that verify clients (C{verify
 optional} or C{required}): a resumed session would skip the verify callback
 and so lose the errors certlb keeps for each connection.  Binds with C{verify
 none} keep a session cache and tickets.
+
+With a C{crl-file}, OpenSSL checks the revocation of every certificate of the
+client's chain against a CRL of its issuer, and reports what goes wrong at
+that certificate's depth: a client whose CA has no CRL in the file gets error
+3 at depth 0 (a C{crt-ignore-err} matter), an intermediate CA whose issuer has
+none gets it at depth 1 (C{ca-ignore-err}); likewise 12 for an expired CRL,
+11 for one not yet valid, 8 for one another key signed.  A self-signed root
+of the C{ca-file} is not checked by the OpenSSL that C{cryptography} ships
+(OpenSSL 3.0 checks it too, against its own CRL, and repeats those errors at
+its depth).
 """
 
 from __future__ import annotations
@@ -91,7 +101,8 @@ def build_context(
     @param verify: C{"none"}, C{"optional"} or C{"required"}.
     @param session_id: the session ID context (unique per bind).
     @param crl_file: a PEM of CRLs: revocation is then checked for the whole
-        chain, and a CA without a CRL in the file fails verification.
+        chain (OpenSSL's C{CRL_CHECK_ALL}, as HAProxy does), and a
+        certificate whose issuer has no CRL in the file gets error 3.
     @raise certlb.tls.pem.PemError: a file cannot be used.
     """
     pair = load_key_pair(crt)
