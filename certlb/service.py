@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from certlb.config.checker import check
 from certlb.config.errors import ERROR, ConfigError, Problem
-from certlb.config.model import Bind, Config
+from certlb.config.model import Bind, Config, Frontend
+from certlb.health import HealthCheckService
 from certlb.proxy.channel import FrontendFactory
 from certlb.proxy.engine import Engine
 from certlb.proxy.limits import ConnectionLimits, LimitedFactory
 from certlb.proxy.resource import FrontendResource
-from certlb.proxy.runtime import FrontendRuntime, build_runtime
+from certlb.proxy.runtime import (
+    BackendRuntime,
+    FrontendRuntime,
+    build_backends,
+    build_runtime,
+)
 from certlb.tls.pem import PemError
 from certlb.tls.server import ServerTLS
 from certlb.tls.state import VerifyPolicy
@@ -85,10 +99,15 @@ class ListenerService(Service):
 
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)
-        ports, self.ports = self.ports, []
-        for _, _, port in ports:
+        return self.stop_listening(lambda frontend: True)
+
+    def stop_listening(self, which: Callable[[str], bool]) -> Deferred[Any]:
+        """Close the ports of the frontends C{which} says."""
+        closing = [p for p in self.ports if which(p[0])]
+        self.ports = [p for p in self.ports if not which(p[0])]
+        for _, _, port in closing:
             self.limits.remove_port(port)
-        return gatherResults([maybeDeferred(p.stopListening) for _, _, p in ports])
+        return gatherResults([maybeDeferred(p.stopListening) for _, _, p in closing])
 
     def addresses(self) -> list[tuple[str, str, int]]:
         """C{(frontend, host, port)} of each open port (useful with port 0)."""
@@ -100,23 +119,30 @@ class CertlbService(MultiService):
 
     @ivar frontends: the run-time frontends by name, with their backends and
         servers (whose C{up} state health checks set).
+    @ivar backends: the run-time backends by name.
+    @ivar health: the health checks of every backend's servers.
     """
 
     def __init__(self, config: Config, reactor: Any) -> None:
         super().__init__()
         self.config = config
         self.reactor = reactor
-        self.frontends: dict[str, FrontendRuntime] = build_runtime(config)
+        self.backends: dict[str, BackendRuntime] = build_backends(config)
+        self.frontends: dict[str, FrontendRuntime] = build_runtime(
+            config, self.backends
+        )
         self.engine = Engine(reactor)
         self.limits = ConnectionLimits(
             config.global_.maxconn,
             {f.name: f.maxconn for f in config.frontends if f.maxconn is not None},
         )
         listeners = []
+        self.factories: dict[str, FrontendFactory] = {}
         for frontend in config.frontends:
             factory: Any = FrontendFactory(
                 self.frontends[frontend.name], self.engine, self.limits
             )
+            self.factories[frontend.name] = factory
             for bind in frontend.binds:
                 if bind.ssl:
                     factory_for_bind = TLSMemoryBIOFactory(
@@ -126,6 +152,8 @@ class CertlbService(MultiService):
                     factory_for_bind = factory
                 limited = LimitedFactory(self.limits, frontend.name, factory_for_bind)
                 listeners.append((bind, frontend.name, limited))
+        self.health = HealthCheckService(self.backends.values(), reactor)
+        self.health.setServiceParent(self)
         self.listeners = ListenerService(listeners, reactor, self.limits)
         self.listeners.setServiceParent(self)
 
@@ -135,9 +163,82 @@ class CertlbService(MultiService):
         return FrontendResource(self.frontends[frontend], self.engine)
 
     def stopService(self) -> Deferred[Any]:
-        d: Deferred[Any] = maybeDeferred(super().stopService)
-        d.addBoth(_pass_after(self.engine.pool.close))
+        """Stop gracefully, as HAProxy does on a soft stop.
+
+        Each frontend goes on accepting connections for its C{grace}, then
+        stops listening and closes its client connections as they become
+        idle, each after the requests already begun on it are answered.
+        Once no connection is left, or C{hard-stop-after} has passed (and
+        what is left is cut), the rest stops: health checks, connections to
+        servers.
+        """
+        hard_stop_after = self.config.global_.hard_stop_after
+        log.info(
+            "certlb is stopping: {connections} client connections open{limit}",
+            connections=sum(len(f.channels) for f in self.factories.values()),
+            limit=f", at most {hard_stop_after / 1000:g}s more (hard-stop-after)"
+            if hard_stop_after
+            else "",
+        )
+        self._graces: list[tuple[IDelayedCall, Deferred[None]]] = []
+        drained: Deferred[Any] = DeferredList(
+            [
+                self._stop_frontend(f).addErrback(
+                    _log_failure, f"internal error while stopping frontend {f.name}"
+                )
+                for f in self.config.frontends
+            ]
+        )
+        if hard_stop_after is not None:
+            timer = self.reactor.callLater(hard_stop_after / 1000, self._hard_stop)
+            drained.addBoth(_pass_after(lambda: _cancel(timer)))
+        drained.addErrback(_log_failure, "internal error while stopping")
+        drained.addBoth(lambda _: super(CertlbService, self).stopService())
+        drained.addBoth(_pass_after(self.engine.pool.close))
+        return drained
+
+    def _stop_frontend(self, frontend: Frontend) -> Deferred[Any]:
+        grace = frontend.grace or self.config.global_.grace
+        if grace:
+            log.info(
+                "frontend {frontend} accepts connections {seconds}s more (grace)",
+                frontend=frontend.name,
+                seconds=f"{grace / 1000:g}",
+            )
+            d: Deferred[Any] = Deferred()
+            call = self.reactor.callLater(grace / 1000, d.callback, None)
+            self._graces.append((call, d))
+        else:
+            d = succeed(None)
+        factory = self.factories[frontend.name]
+        d.addCallback(
+            lambda _: self.listeners.stop_listening(lambda name: name == frontend.name)
+        )
+        d.addCallback(lambda _: factory.drain())
         return d
+
+    def _hard_stop(self) -> None:
+        """C{hard-stop-after} has passed: stop listening, cut every connection."""
+        for call, d in self._graces:
+            if call.active():
+                call.cancel()
+                d.callback(None)
+        left = [f for f in self.factories.values() if f.channels]
+        log.warn(
+            "hard-stop-after: cutting {connections} client connections still open",
+            connections=sum(len(f.channels) for f in left),
+        )
+        for factory in left:
+            factory.abort()
+
+
+def _cancel(call: IDelayedCall) -> None:
+    if call.active():
+        call.cancel()
+
+
+def _log_failure(failure: Any, why: str) -> None:
+    log.failure(why, failure)
 
 
 def _pass_after(action: Any) -> Any:

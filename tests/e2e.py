@@ -158,7 +158,8 @@ class E2ETestCase(TestCase):
 
 
 class TwistdProcess(protocol.ProcessProtocol):
-    """A C{twistd -n certlb} process, whose output is watched for lines."""
+    """A C{twistd -n certlb} process (or another), whose output is watched
+    for lines."""
 
     def __init__(self) -> None:
         self.output = b""
@@ -220,6 +221,20 @@ def spawn_twistd(
     )
     testcase.addCleanup(process.stop)
     return process
+
+
+async def spawn_named_server(
+    testcase: TestCase, name: str, port: int = 0
+) -> tuple[TwistdProcess, int]:
+    """Start C{tests/named_server.py}, a server process answering with its
+    name; return it, once listening, and its port."""
+    process = TwistdProcess()
+    script = os.path.join(os.path.dirname(__file__), "named_server.py")
+    argv = [sys.executable, script, name, str(port)]
+    reactor.spawnProcess(process, sys.executable, argv, env=dict(os.environ))
+    testcase.addCleanup(process.stop)
+    listening = await process.wait_for(rb"listening on (\d+)")
+    return process, int(listening.group(1))
 
 
 def rss_kib(pid: int) -> int:

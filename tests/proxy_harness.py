@@ -198,12 +198,15 @@ class ProxyTestCase(SynchronousTestCase):
         protocol.makeConnection(transport)
         return Server(host, port, protocol._wrappedProtocol, transport)
 
-    def refuse(self) -> None:
-        """Let certlb's oldest pending connection to a server be refused."""
+    def refuse(self, reason: Exception | None = None) -> None:
+        """Let certlb's oldest pending connection to a server fail: refused,
+        or for C{reason}."""
         _, _, factory, _, _ = self.reactor.tcpClients[self._connected]
         connector = self.reactor.connectors[self._connected]
         self._connected += 1
-        factory.clientConnectionFailed(connector, Failure(ConnectionRefusedError()))
+        factory.clientConnectionFailed(
+            connector, Failure(reason or ConnectionRefusedError())
+        )
 
     def kept_alive(self) -> tuple[Client, Server]:
         """A client and a server connection after one complete exchange."""

@@ -198,7 +198,9 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual(front.default_backend_location, Location("t.cfg", 9, 19))
         self.assertTrue(front.http_server_close and back.http_server_close)
         self.assertEqual(front.forwardfor, ForwardFor())
-        self.assertEqual((back.balance, back.timeouts.connect), ("roundrobin", 3000))
+        self.assertEqual(
+            (back.balance.algorithm, back.timeouts.connect), ("roundrobin", 3000)
+        )
 
     def test_proxy_overrides_defaults(self) -> None:
         """A proxy's own lines replace what defaults gave it."""
@@ -351,7 +353,10 @@ class ServerTests(SynchronousTestCase):
         s, problems = self.server("server web1 10.0.0.1:8080 check weight 256 disabled")
         self.assertEqual(problems, [])
         location = Location("t.cfg", 3, 10)
-        self.assertEqual(s, Server("web1", "10.0.0.1", 8080, True, 256, True, location))
+        self.assertEqual(
+            s,
+            Server("web1", "10.0.0.1", 8080, True, 256, True, location=location),
+        )
         self.assertEqual(self.server("server s [::1]:80 weight 0")[0].weight, 0)
 
     def test_bad_servers(self) -> None:
@@ -363,7 +368,7 @@ class ServerTests(SynchronousTestCase):
             "s 10.0.0.1": "server address '10.0.0.1' has no port; write 10.0.0.1:PORT",
             "s": "'server s' needs an address, as in 'server s1 10.0.0.1:80'",
             "s h:80 wieght 2": "unknown server option 'wieght'; did you mean 'weight'?",
-            "s h:80 inter 2s": "'inter' is an HAProxy option that certlb does not",
+            "s h:80 slowstart 2s": "'slowstart' is an HAProxy option that certlb",
         }.items():
             problem = only(backend(f"server {words}")[1])
             self.assertTrue(problem.startswith("t.cfg:3: error: "), problem)
@@ -396,14 +401,16 @@ class KeywordTests(SynchronousTestCase):
         )
 
     def test_balance(self) -> None:
-        """balance roundrobin is accepted; other algorithms are named as not
-        implemented."""
-        config, problems = backend("balance roundrobin")
-        self.assertEqual((config.backends[0].balance, problems), ("roundrobin", []))
+        """HAProxy's algorithms are accepted; an unknown one is an error with
+        a suggestion."""
+        config, problems = backend("balance leastconn")
+        self.assertEqual(
+            (config.backends[0].balance.algorithm, problems), ("leastconn", [])
+        )
         self.assertIn(
-            "balance algorithm 'leastconn' is not implemented; certlb "
-            "balances with: roundrobin",
-            only(backend("balance leastconn")[1]),
+            "unknown balance algorithm 'leastconnn'; certlb balances with: "
+            "roundrobin, static-rr, leastconn",
+            only(backend("balance leastconnn")[1]),
         )
 
     def test_maxconn(self) -> None:
@@ -433,7 +440,7 @@ class KeywordTests(SynchronousTestCase):
         for line, message in {
             "timeout server 0s": "'0s': a timeout must be longer than zero",
             "timeout conect 5s": "unknown timeout 'conect'; did you mean 'connect'?",
-            "timeout queue 5s": "'timeout queue' is an HAProxy timeout that certlb",
+            "timeout tarpit 5s": "'timeout tarpit' is an HAProxy timeout that certlb",
             "timeout server": "'timeout server' needs a duration, as in 5s",
         }.items():
             self.assertIn(message, only(backend(line)[1]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.internet.error import ConnectionLost
+from twisted.internet.error import ConnectionLost, TimeoutError
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -400,11 +400,11 @@ class ChannelPipelineTests(ProxyTestCase):
 
         @implementer(IBalancer)
         class Flaky:
-            def pick(self, context: object = None) -> object:
+            def pick(self, context: object, servers: object = None) -> object:
                 calls.append(1)
                 if len(calls) == 2:
                     raise RuntimeError("plugin bug")
-                return real.pick(context)
+                return real.pick(context, servers)
 
         backend.balancer = Flaky()
         client = self.connect_client()
@@ -422,26 +422,33 @@ class ChannelPipelineTests(ProxyTestCase):
 class ErrorTests(ProxyTestCase):
     config_text = ONE_BACKEND
 
+    def fail_every_attempt(self, reason: Exception | None = None) -> None:
+        """Fail the first connection and its 3 retries (HAProxy's default),
+        each a turn-around of min(timeout connect, 1s) after the last."""
+        for _ in range(3):
+            self.refuse(reason)
+            self.assertEqual(self.pending_connections(), [])
+            self.reactor.advance(1)
+            self.assertEqual(len(self.pending_connections()), 1)
+        self.refuse(reason)
+
     def test_connection_refused_is_502(self) -> None:
-        """A server that refuses the connection gives the client a 502."""
+        """A server that refuses the connection, and each of its retries,
+        gives the client a 502."""
         client = self.connect_client()
         client.get()
-        self.refuse()
+        self.fail_every_attempt()
         response = client.received()
         self.assertStatus(response, 502)
         self.assertFalse(client.closed)
 
     def test_connect_timeout_is_502(self) -> None:
-        """A server that does not accept within 'timeout connect' gives a 502."""
+        """A server that does not accept within 'timeout connect', at each
+        retry, gives a 502."""
         client = self.connect_client()
         client.get()
         self.assertEqual(self.reactor.tcpClients[0][3], 3.0)
-        _, _, factory, _, _ = self.reactor.tcpClients[0]
-        from twisted.internet.error import TimeoutError
-
-        factory.clientConnectionFailed(
-            self.reactor.connectors[0], Failure(TimeoutError())
-        )
+        self.fail_every_attempt(TimeoutError())
         self.assertStatus(client.received(), 502)
 
     def test_server_timeout_is_504(self) -> None:
@@ -583,7 +590,7 @@ class ErrorTests(ProxyTestCase):
 
         @implementer(IBalancer)
         class Broken:
-            def pick(self, context: object = None) -> object:
+            def pick(self, context: object, servers: object = None) -> object:
                 raise RuntimeError("plugin bug")
 
         backend.balancer = Broken()

@@ -74,7 +74,7 @@ class WeightTests(ProxyTestCase):
         weight 0 and disabled servers get none."""
         backend = self.frontend.default
         assert backend is not None
-        picks = [backend.balancer.pick(None).name for _ in range(8)]
+        picks = [backend.balancer.pick(None, backend.tier()).name for _ in range(8)]
         self.assertEqual(
             picks,
             ["heavy", "heavy", "light", "heavy", "heavy", "heavy", "light", "heavy"],
@@ -87,10 +87,14 @@ class WeightTests(ProxyTestCase):
         heavy = backend.servers[0]
         heavy.up = False
         self.assertEqual(
-            {backend.balancer.pick(None).name for _ in range(4)}, {"light"}
+            {backend.balancer.pick(None, backend.tier()).name for _ in range(4)},
+            {"light"},
         )
         heavy.up = True
-        self.assertIn("heavy", {backend.balancer.pick(None).name for _ in range(4)})
+        self.assertIn(
+            "heavy",
+            {backend.balancer.pick(None, backend.tier()).name for _ in range(4)},
+        )
 
 
 class NoServerTests(ProxyTestCase):

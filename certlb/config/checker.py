@@ -13,7 +13,9 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import NameOID
 
+from certlb.config.conditions import SyntaxProblem, parse_expression
 from certlb.config.errors import ERROR, WARNING, Location, Problem, suggest
+from certlb.config.lexer import Word
 from certlb.config.model import (
     AclDef,
     Backend,
@@ -29,6 +31,7 @@ from certlb.rules.acl import (
     acls_by_name,
     compile_acl,
     compile_condition,
+    compile_expression,
     never_matches,
     undefined_acls,
 )
@@ -411,6 +414,15 @@ def _backend(problems: list[Problem], backend: Backend, complete: bool) -> None:
                     server.location, f"server '{server.name}': port 0 is not a port"
                 )
             )
+        if server.observe and not server.check:
+            problems.append(
+                Problem(
+                    server.location,
+                    f"server '{server.name}': 'observe' has no effect without "
+                    "'check': what requests see counts against health checks",
+                    WARNING,
+                )
+            )
     if not complete:
         pass
     elif not backend.servers:
@@ -431,4 +443,22 @@ def _backend(problems: list[Problem], backend: Backend, complete: bool) -> None:
                 WARNING,
             )
         )
+    _balance_expression(problems, backend)
     _rules(problems, backend.acls, [], complete)
+
+
+def _balance_expression(problems: list[Problem], backend: Backend) -> None:
+    """The expression of C{balance hash EXPR} must compile."""
+    balance = backend.balance
+    if balance.algorithm != "hash" or balance.argument is None:
+        return
+    try:
+        compile_expression(parse_expression(Word(balance.argument, balance.location)))
+    except (RuleError, SyntaxProblem) as e:
+        problems.append(
+            Problem(
+                e.location,
+                f"backend '{backend.name}': 'balance hash {balance.argument}': "
+                f"{e.message}",
+            )
+        )

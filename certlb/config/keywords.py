@@ -11,7 +11,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 
-from certlb.config import request_rules
+from certlb.config import backend_keywords, request_rules
 from certlb.config.addresses import parse_address, parse_duration
 from certlb.config.conditions import (
     ACL_NAME,
@@ -22,11 +22,9 @@ from certlb.config.errors import WARNING, suggest
 from certlb.config.lexer import Word
 from certlb.config.model import (
     ALL_ERRORS,
-    BALANCE_ALGORITHMS,
     VERIFY_MODES,
     Bind,
     ForwardFor,
-    Server,
     UseBackend,
 )
 from certlb.config.syntax import Context, Keyword, condition, integer
@@ -183,63 +181,6 @@ def _codes(value: object) -> frozenset[int] | str:
     return frozenset()
 
 
-SERVER_OPTIONS_LATER = frozenset(
-    """
-    inter fastinter downinter rise fall port addr backup maxconn minconn
-    maxqueue observe error-limit on-error on-marked-down on-marked-up
-    slowstart ssl verify ca-file crl-file crt sni ssl-min-ver ssl-max-ver
-    check-ssl check-sni no-check-ssl agent-check agent-port agent-inter
-    cookie track send-proxy send-proxy-v2 resolvers init-addr id redir
-    source pool-max-conn pool-purge-delay alpn proto
-    """.split()
-)
-
-
-def _server(ctx: Context) -> None:
-    name = ctx.arg(1, "a name and an address, as in 'server s1 10.0.0.1:80'")
-    address = ctx.arg(2, "an address, as in 'server s1 10.0.0.1:80'")
-    try:
-        host, port = parse_address(address.text, "server address")
-    except ValueError as e:
-        raise SyntaxProblem(address.location, str(e)) from None
-    if port is None:
-        raise SyntaxProblem(
-            address.location,
-            f"server address {address.text!r} has no port; write "
-            f"{address.text}:PORT, as in {address.text}:80",
-        )
-    check = disabled = False
-    weight = 1
-    i = 3
-    while i < len(ctx.words):
-        word = ctx.words[i]
-        if word.text == "check":
-            check = True
-        elif word.text == "disabled":
-            disabled = True
-        elif word.text == "enabled":
-            disabled = False
-        elif word.text == "weight":
-            weight = integer(ctx.arg(i + 1, "a weight from 0 to 256"), "weight", 0, 256)
-            i += 1
-        elif word.text in SERVER_OPTIONS_LATER:
-            raise SyntaxProblem(
-                word.location,
-                f"server option '{word.text}' is an HAProxy option that certlb "
-                "does not implement yet",
-            )
-        else:
-            known = ["check", "weight", "disabled", "enabled", *SERVER_OPTIONS_LATER]
-            raise SyntaxProblem(
-                word.location,
-                f"unknown server option '{word.text}'" + suggest(word.text, known),
-            )
-        i += 1
-    ctx.draft.servers.append(
-        Server(name.text, host, port, check, weight, disabled, name.location)
-    )
-
-
 def _default_backend(ctx: Context) -> None:
     name = ctx.arg(1, "a backend name")
     ctx.no_more(2)
@@ -251,18 +192,6 @@ def _use_backend(ctx: Context) -> None:
     name = ctx.arg(1, "a backend name, as in 'use_backend app if { ssl_fc_has_crt }'")
     rule = condition(ctx, 2)
     ctx.draft.use_backends.append(UseBackend(name.text, rule, name.location))
-
-
-def _balance(ctx: Context) -> None:
-    algorithm = ctx.arg(1, "an algorithm, as in 'balance roundrobin'")
-    if algorithm.text not in BALANCE_ALGORITHMS:
-        raise SyntaxProblem(
-            algorithm.location,
-            f"balance algorithm '{algorithm.text}' is not implemented; certlb "
-            f"balances with: {', '.join(BALANCE_ALGORITHMS)}",
-        )
-    ctx.no_more(2)
-    ctx.draft.balance = algorithm.text
 
 
 def _maxconn(ctx: Context) -> None:
@@ -277,8 +206,11 @@ TIMEOUTS = {
     "server": "dlb",
     "http-request": "dfl",
     "http-keep-alive": "dfl",
+    "queue": "dlb",
+    "check": "dlb",
+    "tunnel": "dlb",
 }
-TIMEOUTS_LATER = frozenset("queue check tunnel client-fin server-fin tarpit".split())
+TIMEOUTS_LATER = frozenset("client-fin server-fin tarpit".split())
 
 
 def _timeout(ctx: Context) -> None:
@@ -305,6 +237,13 @@ def _timeout(ctx: Context) -> None:
             which.location,
             f"'timeout {which.text}' has no effect in a {ctx.section} section; "
             f"it belongs in {_section_list(TIMEOUTS[which.text])} sections",
+            WARNING,
+        )
+    elif which.text == "tunnel":
+        ctx.problem(
+            which.location,
+            "'timeout tunnel' has no effect: certlb opens no tunnels (it refuses "
+            "CONNECT and protocol upgrades such as WebSocket)",
             WARNING,
         )
     ctx.draft.timeouts[which.text.replace("-", "_")] = ms
@@ -373,6 +312,9 @@ OPTIONS: dict[str, Callable[[Context], None]] = {
     "http-server-close": _option_http_server_close,
     "http-keep-alive": _option_http_keep_alive,
     "forwardfor": _option_forwardfor,
+    "httpchk": backend_keywords.option_httpchk,
+    "redispatch": backend_keywords.option_redispatch,
+    "allbackups": backend_keywords.option_allbackups,
 }
 
 
@@ -394,10 +336,16 @@ def _section_list(sections: str) -> str:
 KEYWORDS: dict[str, Keyword] = {
     "mode": Keyword("dflb", _mode),
     "bind": Keyword("fl", _bind),
-    "server": Keyword("lb", _server),
+    "server": Keyword("lb", backend_keywords.server),
     "default_backend": Keyword("dfl", _default_backend),
     "use_backend": Keyword("fl", _use_backend),
-    "balance": Keyword("dlb", _balance),
+    "balance": Keyword("dlb", backend_keywords.balance),
+    "hash-type": Keyword("dlb", backend_keywords.hash_type),
+    "http-check": Keyword("dlb", backend_keywords.http_check),
+    "retries": Keyword("dlb", backend_keywords.retries),
+    "retry-on": Keyword("dlb", backend_keywords.retry_on),
+    "grace": Keyword("gdfl", backend_keywords.grace),
+    "hard-stop-after": Keyword("g", backend_keywords.hard_stop_after),
     "maxconn": Keyword("gdfl", _maxconn),
     "timeout": Keyword("dflb", _timeout),
     "option": Keyword("dflb", _option),
@@ -414,15 +362,14 @@ UNSUPPORTED: dict[str, str] = {
         """
         reqrep reqdel rspadd http-response http-after-response
         tcp-request tcp-response stick-table stick stick-store persist
-        cookie retries retry-on errorfile errorloc http-check
-        monitor-uri stats capture unique-id-format unique-id-header
-        log-format hash-type fullconn dispatch http-reuse compression
-        filter use-server force-persist ignore-persist block rate-limit
-        default-server server-template email-alert nbthread nbproc
-        cpu-map ssl-default-bind-options ssl-default-bind-ciphers
-        ssl-default-bind-ciphersuites ssl-default-server-options
-        tune.ssl.default-dh-param crt-base ca-base hard-stop-after grace
-        description
+        cookie errorfile errorloc monitor-uri stats capture
+        unique-id-format unique-id-header log-format fullconn dispatch
+        http-reuse compression filter use-server force-persist
+        ignore-persist block rate-limit default-server server-template
+        email-alert nbthread nbproc cpu-map ssl-default-bind-options
+        ssl-default-bind-ciphers ssl-default-bind-ciphersuites
+        ssl-default-server-options tune.ssl.default-dh-param crt-base
+        ca-base description
         """.split()
     )
 }

@@ -14,7 +14,21 @@ from certlb.config.addresses import format_address
 from certlb.config.errors import Location, Problem
 
 VERIFY_MODES = ("none", "optional", "required")
-BALANCE_ALGORITHMS = ("roundrobin",)
+BALANCE_ALGORITHMS = (
+    "roundrobin", "static-rr", "leastconn", "first", "source", "uri",
+    "url_param", "hdr", "random", "hash",
+)  # fmt: skip
+# The algorithms that tie a request to a server by what it carries.
+HASHING_ALGORITHMS = ("source", "uri", "url_param", "hdr", "hash")
+HASH_METHODS = ("map-based", "consistent")
+HASH_FUNCTIONS = ("sdbm", "djb2", "crc32", "none")
+ON_ERROR_MODES = ("fastinter", "fail-check", "sudden-death", "mark-down")
+INIT_STATES = ("fully-up", "up", "down", "fully-down")
+RETRY_ON_EVENTS = (
+    "none", "conn-failure", "empty-response", "junk-response", "response-timeout",
+    "all-retryable-errors",
+)  # fmt: skip
+RETRY_ON_STATUSES = (401, 403, 404, 408, 421, 425, 429, 500, 501, 502, 503, 504)
 NOWHERE = Location("<python>", 0)
 
 
@@ -135,7 +149,12 @@ class Bind:
 
 @attrs.frozen
 class Server:
-    """A server of a backend."""
+    """A server of a backend.
+
+    Times are in milliseconds.  C{check_port} and C{check_addr} send health
+    checks elsewhere than the traffic; C{fastinter} and C{downinter} default
+    to C{inter}.
+    """
 
     name: str
     host: str
@@ -143,6 +162,24 @@ class Server:
     check: bool = False
     weight: int = attrs.field(default=1, validator=[v.ge(0), v.le(256)])
     disabled: bool = False
+    backup: bool = False
+    maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
+    check_ssl: bool = False
+    inter: int = attrs.field(default=2000, validator=v.ge(1))
+    fastinter: int | None = attrs.field(default=None, validator=_positive_or_none)
+    downinter: int | None = attrs.field(default=None, validator=_positive_or_none)
+    rise: int = attrs.field(default=2, validator=v.ge(1))
+    fall: int = attrs.field(default=3, validator=v.ge(1))
+    check_port: int | None = None
+    check_addr: str | None = None
+    init_state: str | None = attrs.field(
+        default=None, validator=v.optional(v.in_(INIT_STATES))
+    )
+    observe: str | None = attrs.field(
+        default=None, validator=v.optional(v.in_(("layer4", "layer7")))
+    )
+    error_limit: int = attrs.field(default=10, validator=v.ge(1))
+    on_error: str = attrs.field(default="fail-check", validator=v.in_(ON_ERROR_MODES))
     location: Location = NOWHERE
 
     @property
@@ -159,6 +196,50 @@ class Timeouts:
     server: int | None = attrs.field(default=None, validator=_positive_or_none)
     http_request: int | None = attrs.field(default=None, validator=_positive_or_none)
     http_keep_alive: int | None = attrs.field(default=None, validator=_positive_or_none)
+    queue: int | None = attrs.field(default=None, validator=_positive_or_none)
+    check: int | None = attrs.field(default=None, validator=_positive_or_none)
+    tunnel: int | None = attrs.field(default=None, validator=_positive_or_none)
+
+
+@attrs.frozen
+class HttpCheck:
+    """C{option httpchk} and C{http-check expect}: what a health check sends
+    and what it must get back.
+
+    @ivar expect: C{status}, C{rstatus}, C{string} or C{rstring}, or C{None}
+        for HAProxy's default (a 2xx or 3xx status).
+    @ivar negate: C{http-check expect !...}: the check passes when the
+        expectation fails.
+    """
+
+    method: str = "OPTIONS"
+    uri: str = "/"
+    version: str = "HTTP/1.0"
+    host: str | None = None
+    expect: str | None = None
+    pattern: str = ""
+    negate: bool = False
+
+
+@attrs.frozen
+class Balance:
+    """C{balance} and C{hash-type}: how a backend chooses its servers.
+
+    @ivar argument: the header of C{hdr(NAME)}, the parameter of
+        C{url_param}, the expression of C{hash}, the draws of C{random}.
+    @ivar options: C{whole}, C{len N}, C{depth N} (uri), C{use_domain_only}
+        (hdr), as written.
+    """
+
+    algorithm: str = attrs.field(
+        default="roundrobin", validator=v.in_(BALANCE_ALGORITHMS)
+    )
+    argument: str | None = None
+    options: tuple[str, ...] = ()
+    hash_method: str = attrs.field(default="map-based", validator=v.in_(HASH_METHODS))
+    hash_function: str = attrs.field(default="sdbm", validator=v.in_(HASH_FUNCTIONS))
+    avalanche: bool = False
+    location: Location = attrs.field(default=NOWHERE, eq=False)
 
 
 @attrs.frozen
@@ -266,6 +347,8 @@ class Frontend:
     @ivar redirects: C{redirect} rules, evaluated last.
     @ivar listen: this is the front of a C{listen} section, whose rules run
         once for both its sides.
+    @ivar grace: at a stop, how long it keeps accepting connections, in
+        milliseconds.
     """
 
     name: str
@@ -283,12 +366,21 @@ class Frontend:
     maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
     http_server_close: bool = False
     forwardfor: ForwardFor | None = None
+    grace: int | None = attrs.field(default=None, validator=_positive_or_none)
     location: Location = NOWHERE
 
 
 @attrs.frozen
 class Backend:
-    """A farm of servers (a C{backend}, or a C{listen})."""
+    """A farm of servers (a C{backend}, or a C{listen}).
+
+    @ivar http_check: set by C{option httpchk}: health checks are HTTP
+        requests (else TCP connections).
+    @ivar retries: how many times a failed attempt is tried again.
+    @ivar redispatch: C{option redispatch [N]}: every Nth retry goes to
+        another server (negative: the Nth before the last; C{None}: never).
+    @ivar retry_on: the failures worth a retry (C{retry-on}).
+    """
 
     name: str
     servers: tuple[Server, ...] = ()
@@ -296,21 +388,32 @@ class Backend:
     http_request: tuple[RequestRule, ...] = ()
     reqadd: tuple[HeaderRule, ...] = ()
     redirects: tuple[Redirect, ...] = ()
-    balance: str = attrs.field(
-        default="roundrobin", validator=v.in_(BALANCE_ALGORITHMS)
-    )
+    balance: Balance = Balance()
     mode: str = attrs.field(default="http", validator=v.in_(("http",)))
     timeouts: Timeouts = Timeouts()
     http_server_close: bool = False
     forwardfor: ForwardFor | None = None
+    http_check: HttpCheck | None = None
+    allbackups: bool = False
+    retries: int = attrs.field(default=3, validator=v.ge(0))
+    redispatch: int | None = None
+    retry_on: frozenset[str | int] = frozenset({"conn-failure"})
     location: Location = NOWHERE
 
 
 @attrs.frozen
 class Global:
-    """The C{global} section."""
+    """The C{global} section.
+
+    @ivar hard_stop_after: at a stop, the longest certlb waits for requests
+        in flight, in milliseconds (C{None}: as long as they last).
+    @ivar grace: at a stop, how long frontends without a C{grace} of their
+        own go on accepting connections, in milliseconds.
+    """
 
     maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
+    hard_stop_after: int | None = attrs.field(default=None, validator=_positive_or_none)
+    grace: int | None = attrs.field(default=None, validator=_positive_or_none)
 
 
 @attrs.frozen

@@ -66,6 +66,8 @@ class _Reader:
         self.section: Section | None = None
         self.defaults = Draft()
         self.global_maxconn: int | None = None
+        self.global_hard_stop_after: int | None = None
+        self.global_grace: int | None = None
         self.named_defaults: dict[str, Draft] = {}
         self.frontends: list[Frontend] = []
         self.backends: list[Backend] = []
@@ -152,6 +154,10 @@ class _Reader:
         if section.kind == "global":
             if draft.maxconn is not None:
                 self.global_maxconn = draft.maxconn
+            if draft.hard_stop_after is not None:
+                self.global_hard_stop_after = draft.hard_stop_after
+            if draft.grace is not None:
+                self.global_grace = draft.grace
             return
         if section.kind == "defaults":
             self.defaults = draft
@@ -175,6 +181,14 @@ class _Reader:
                 )
             if section.kind in ("backend", "listen"):
                 self.backends.append(draft.backend(section.name, section.location))
+                if draft.expect_location is not None and not draft.httpchk:
+                    self.error(
+                        draft.expect_location,
+                        "'http-check expect' has no effect without 'option "
+                        "httpchk' (as in HAProxy): add 'option httpchk' to check "
+                        "servers over HTTP",
+                        WARNING,
+                    )
         except (ValueError, TypeError) as e:  # pragma: no cover - drafts validate
             self.error(section.location, str(e))
 
@@ -248,6 +262,10 @@ class _Reader:
         return Config(
             frontends=tuple(self.frontends),
             backends=tuple(self.backends),
-            global_=Global(maxconn=self.global_maxconn),
+            global_=Global(
+                maxconn=self.global_maxconn,
+                hard_stop_after=self.global_hard_stop_after,
+                grace=self.global_grace,
+            ),
             files=files,
         )

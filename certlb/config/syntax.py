@@ -14,11 +14,13 @@ from certlb.config.model import (
     NOWHERE,
     AclDef,
     Backend,
+    Balance,
     Bind,
     Condition,
     ForwardFor,
     Frontend,
     HeaderRule,
+    HttpCheck,
     Redirect,
     RequestRule,
     Server,
@@ -36,7 +38,16 @@ class Draft:
     maxconn: int | None = None
     http_server_close: bool = False
     forwardfor: ForwardFor | None = None
-    balance: str = "roundrobin"
+    balance: Balance = attrs.Factory(Balance)
+    http_check: HttpCheck | None = None
+    httpchk: bool = False  # 'option httpchk' given: HTTP checks are on
+    expect_location: Location | None = None  # of 'http-check expect'
+    allbackups: bool = False
+    retries: int = 3
+    redispatch: int | None = None
+    retry_on: frozenset[str | int] = frozenset({"conn-failure"})
+    grace: int | None = None
+    hard_stop_after: int | None = None
     default_backend: str | None = None
     default_backend_location: Location = NOWHERE
     binds: list[Bind] = attrs.Factory(list)
@@ -56,6 +67,14 @@ class Draft:
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,
             balance=self.balance,
+            http_check=self.http_check,
+            httpchk=self.httpchk,
+            expect_location=self.expect_location,
+            allbackups=self.allbackups,
+            retries=self.retries,
+            redispatch=self.redispatch,
+            retry_on=self.retry_on,
+            grace=self.grace,
             default_backend=self.default_backend,
             default_backend_location=self.default_backend_location,
         )
@@ -81,6 +100,7 @@ class Draft:
             maxconn=self.maxconn,
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,
+            grace=self.grace,
             location=location,
         )
 
@@ -93,6 +113,13 @@ class Draft:
             reqadd=tuple(self.reqadd),
             redirects=tuple(self.redirects),
             balance=self.balance,
+            # As in HAProxy, 'http-check expect' alone does not turn HTTP
+            # checks on.
+            http_check=self.http_check if self.httpchk else None,
+            allbackups=self.allbackups,
+            retries=self.retries,
+            redispatch=self.redispatch,
+            retry_on=self.retry_on,
             timeouts=Timeouts(**self.timeouts),
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httptools
 from OpenSSL.SSL import Error as SSLError
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
@@ -200,6 +201,7 @@ class HTTPChannel(Protocol):
         self._framing = NO_BODY
         self._close_after = False
         self._response_started = False
+        self._draining = False
 
     # -- connection --------------------------------------------------------
 
@@ -214,6 +216,8 @@ class HTTPChannel(Protocol):
             lambda: client_cert_state(transport),
         )
         self._arm(_HEADERS, self.frontend.http_request_timeout)
+        if isinstance(self.factory, FrontendFactory):
+            self.factory.opened(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
@@ -228,6 +232,38 @@ class HTTPChannel(Protocol):
         self._pending.clear()
         if self.limits is not None:
             self.limits.closed(self.frontend.name)
+        if isinstance(self.factory, FrontendFactory):
+            self.factory.closed(self)
+
+    def drain(self) -> None:
+        """certlb is stopping: close now if idle, else after the requests
+        already read (the last response says C{Connection: close})."""
+        self._draining = True
+        if self._idle():
+            self._lose()
+
+    def _idle(self) -> bool:
+        """No request under way, nor begun, nor waiting."""
+        return (
+            self._current is None
+            and self._reading is None
+            and not self._in_head
+            and not self._pending
+        )
+
+    def _last_before_stop(self) -> bool:
+        """While stopping: the current request is the last one begun."""
+        current = self._current
+        return (
+            self._draining
+            and not self._pending
+            and not self._in_head
+            and (
+                self._reading is None
+                or current is None
+                or self._reading is current.incoming
+            )
+        )
 
     def _log_handshake_failure(self, reason: Failure) -> None:
         record = verify_record(self.transport)
@@ -491,6 +527,8 @@ class HTTPChannel(Protocol):
     def _lose(self) -> None:
         """Close once what was written is sent; a client that reads nothing
         more is cut after C{timeout client}."""
+        if self._closing:
+            return
         self._closing = True
         self._cancel_timer()
         self.transport.loseConnection()
@@ -535,7 +573,7 @@ class HTTPChannel(Protocol):
             return
         head = exchange.incoming.head
         client_11 = head.version == b"1.1"
-        close = self._close_after or not head.keep_alive
+        close = self._close_after or not head.keep_alive or self._last_before_stop()
         if framing in (CHUNKED, UNTIL_CLOSE):
             if client_11:
                 framing = CHUNKED
@@ -580,7 +618,7 @@ class HTTPChannel(Protocol):
             return
         body = exchange.incoming.body
         close = self._close_after or not exchange.incoming.head.keep_alive
-        close = close or not body.complete
+        close = close or not body.complete or self._last_before_stop()
         body.discard()
         head = exchange.incoming.head.method == b"HEAD"
         self.transport.write(local_response(response, close, head))
@@ -610,6 +648,9 @@ class HTTPChannel(Protocol):
             self._starting = False
         if not self._pending:
             self.resume_reading(_PIPELINE)
+        if self._draining and self._idle() and not self._closing:
+            self._lose()
+            return
         waiting = self._reading is None or self._reading.body.complete
         if self._current is None and waiting and not self._closing:
             if self._in_head:  # the next request has begun to arrive
@@ -636,6 +677,8 @@ class FrontendFactory(Factory):
 
     With C{limits}, each channel gives its place back when it closes; the
     place is taken by L{certlb.proxy.limits.LimitedFactory}, outside TLS.
+
+    @ivar channels: the client connections open now.
     """
 
     noisy = False
@@ -649,8 +692,38 @@ class FrontendFactory(Factory):
         self.frontend = frontend
         self.engine = engine
         self.limits = limits
+        self.channels: set[HTTPChannel] = set()
+        self._drained: list[Deferred[None]] = []
 
     def buildProtocol(self, addr: object) -> HTTPChannel:
         channel = HTTPChannel(self.frontend, self.engine, self.limits)
         channel.factory = self
         return channel
+
+    def opened(self, channel: HTTPChannel) -> None:
+        self.channels.add(channel)
+
+    def closed(self, channel: HTTPChannel) -> None:
+        self.channels.discard(channel)
+        if not self.channels:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                d.callback(None)
+
+    def drain(self) -> Deferred[None]:
+        """Close every connection once its requests are answered.
+
+        @return: fires when no connection is left.
+        """
+        for channel in list(self.channels):
+            channel.drain()
+        if not self.channels:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._drained.append(d)
+        return d
+
+    def abort(self) -> None:
+        """Cut every connection still open (C{hard-stop-after})."""
+        for channel in list(self.channels):
+            channel.transport.abortConnection()

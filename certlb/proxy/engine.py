@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from certlb.proxy.balancer import ServerState
+from certlb.config.model import HASHING_ALGORITHMS
 from certlb.proxy.http import (
     CHUNKED,
+    NO_BODY,
     Headers,
     RequestHead,
     drop_connection_named,
@@ -27,6 +28,7 @@ from certlb.proxy.http import (
     without_hop_by_hop,
 )
 from certlb.proxy.runtime import BackendRuntime, FrontendRuntime
+from certlb.proxy.servers import ServerState
 from certlb.proxy.upstream import ConnectionPool, UpstreamConnection, UpstreamError
 from certlb.rules.actions import LocalResponse, encode_text
 from certlb.rules.context import ConnectionInfo, RequestContext
@@ -84,7 +86,19 @@ class Engine:
 
 
 class Exchange:
-    """One request and its response."""
+    """One request and its response.
+
+    Its way to a server: a server is picked among those that serve now and
+    have a free slot (C{maxconn}), or the request waits in its backend's
+    queue for one, at most C{timeout queue}.  An attempt that fails in a way
+    C{retry-on} names is tried again, up to C{retries} times: on the same
+    server after a turn-around of min(C{timeout connect}, 1s), or on another
+    one when C{option redispatch} says so.  Requests that are not idempotent,
+    or that have a body, are retried only when the connection failed (so
+    before anything was sent).
+
+    @ivar server: the server of the current attempt, whose slot it holds.
+    """
 
     def __init__(
         self,
@@ -106,7 +120,11 @@ class Exchange:
         self._request: bytes = b""
         self._responded = False
         self._done = False
-        self._retried = False
+        self._reconnected_once = (
+            False  # on a fresh connection, after a reused one failed
+        )
+        self._retries = 0  # as HAProxy counts them, for retries and redispatch
+        self._timer: IDelayedCall | None = None  # in the queue, or before a retry
 
     def start(self) -> None:
         """Route the request, pick a server, and send it there.
@@ -150,13 +168,91 @@ class Exchange:
         if answer is not None:
             self._answer(answer)
             return
-        server = backend.balancer.pick(context)
-        if server is None:
-            self._error(503, f"backend '{backend.name}' has no usable server")
+        if backend.waiting and backend.tier():
+            self._wait()  # behind those already waiting
+        else:
+            self._assign()
+
+    def _assign(self, avoid: ServerState | None = None, pause: bool = False) -> None:
+        """Pick a server and send the request there, or wait for a slot.
+
+        @param avoid: the server that failed the last attempt, if any: another
+            one is preferred.
+        @param pause: wait the turn-around before connecting again to
+            C{avoid}, when it is the only one left.
+        """
+        backend = self.backend
+        assert backend is not None
+        if not backend.tier():
+            self._error(503, f"backend '{backend.name}' has no server available")
             return
+        free = backend.free()
+        if not free:
+            self._wait()
+            return
+        if avoid is not None and len(free) > 1:
+            free = [s for s in free if s is not avoid] or free
+        server = backend.balancer.pick(self.context, free)
+        self._take(server)
+        if pause and server is avoid:
+            self._turn_around()
+        else:
+            self._connect(fresh=False)
+
+    def _take(self, server: ServerState) -> None:
+        assert self.incoming is not None and self.backend is not None
         self.server = server
-        self._request = self._request_head(head, backend)
-        self._connect(fresh=False)
+        server.active += 1
+        self._request = self._request_head(self.incoming.head, self.backend)
+
+    def _give_back(self, wake: bool = True) -> None:
+        """Free the slot held on the server, for a request waiting for one
+        (unless this one is to pick again first: C{wake} false)."""
+        server, self.server = self.server, None
+        if server is not None:
+            server.active -= 1
+            assert self.backend is not None
+            if wake:
+                self.backend.wake()
+
+    def _wait(self) -> None:
+        backend = self.backend
+        assert backend is not None
+        backend.waiting.append(self)
+        self._timer = self.engine.reactor.callLater(
+            backend.queue_timeout, self._waited_too_long
+        )
+
+    def dequeued(self) -> None:
+        """A slot is free: take it (called by the backend's queue)."""
+        self._cancel_timer()
+        try:
+            self._assign()
+        except Exception:
+            self._bug(Failure())
+
+    def _waited_too_long(self) -> None:
+        self._timer = None
+        assert self.backend is not None
+        self.backend.waiting.remove(self)
+        self._error(
+            503,
+            f"no free server in backend '{self.backend.name}' after "
+            f"{self.backend.queue_timeout:g}s in the queue (timeout queue)",
+        )
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _finish(self) -> None:
+        """The exchange is over: give back what it holds."""
+        self._done = True
+        self._cancel_timer()
+        if self.backend is not None and self in self.backend.waiting:
+            self.backend.waiting.remove(self)
+        self._give_back()
 
     def _request_head(self, head: RequestHead, backend: BackendRuntime) -> bytes:
         assert self.context is not None
@@ -192,6 +288,7 @@ class Exchange:
         return serialize_head(b"%s %s HTTP/1.1" % (head.method, head.target), headers)
 
     def _connect(self, fresh: bool) -> None:
+        self._timer = None
         assert self.server is not None and self.backend is not None
         d = self.engine.pool.acquire(
             self.server.host, self.server.port, self.backend.connect_timeout, fresh
@@ -200,10 +297,12 @@ class Exchange:
         d.addErrback(self._bug)
 
     def _connected(self, upstream: UpstreamConnection) -> None:
-        assert self.backend is not None
         if self._done:
             self.engine.pool.release(upstream)
             return
+        assert self.backend is not None and self.server is not None
+        if not upstream.reused:
+            self.server.observe(True, False)
         self.upstream = upstream
         head = self.incoming.head
         upstream.send(
@@ -221,9 +320,96 @@ class Exchange:
             return
         if failure.check(UpstreamError):
             error: UpstreamError = failure.value  # type: ignore[assignment]
-            self._error(error.status, error.why)
+            assert self.server is not None
+            self.server.observe(False, False, error.why)
+            self._attempt_failed(error)
         else:
             self._bug(failure)
+
+    def _attempt_failed(self, error: UpstreamError, status: int | None = None) -> None:
+        """An attempt got no usable response: retry it, or answer the error.
+
+        @param status: the status of a response that C{retry-on} names.
+        """
+        try:
+            self._retry_or_fail(error, status)
+        except Exception:
+            self._bug(Failure())
+
+    def _retry_or_fail(self, error: UpstreamError, status: int | None) -> None:
+        server, backend = self.server, self.backend
+        assert server is not None and backend is not None
+        event = status if status is not None else error.event
+        if not self._may_retry(event):
+            if self._retries:
+                error.why += f" (after {self._retries} retries)"
+            self._error(error.status, error.why)
+            return
+        self._retries += 1
+        redispatch = self._redispatch(server)
+        log.info(
+            "frontend {frontend}: retry {retry} of {retries} of {method} {target} "
+            "{where}: {server} failed: {why}",
+            frontend=self.frontend.name,
+            retry=self._retries,
+            retries=backend.spec.retries,
+            method=self.incoming.head.method.decode("latin-1"),
+            target=self.incoming.head.target.decode("latin-1"),
+            where="on another server" if redispatch else "on the same server",
+            server=server.label,
+            why=error.why,
+        )
+        if redispatch:
+            self._give_back(wake=False)
+            self._assign(avoid=server, pause=event == "conn-failure")
+            backend.wake()
+        elif event == "conn-failure":
+            self._turn_around()
+        else:
+            self._connect(fresh=False)
+
+    def _turn_around(self) -> None:
+        """Connect again to the same server, not at once: one that is
+        restarting gets a moment, min(C{timeout connect}, 1s), as in HAProxy."""
+        assert self.backend is not None
+        self._timer = self.engine.reactor.callLater(
+            min(self.backend.connect_timeout, 1.0), self._reconnect
+        )
+
+    def _reconnect(self) -> None:
+        try:
+            self._connect(fresh=False)
+        except Exception:
+            self._bug(Failure())
+
+    def _may_retry(self, event: str | int | None) -> bool:
+        assert self.backend is not None
+        spec = self.backend.spec
+        if event not in spec.retry_on or self._retries >= spec.retries:
+            return False
+        if event == "conn-failure":
+            return True  # nothing was sent
+        head = self.incoming.head
+        return head.method in IDEMPOTENT and head.framing == NO_BODY
+
+    def _redispatch(self, server: ServerState) -> bool:
+        """Whether this retry goes to another server (C{option redispatch}):
+        as HAProxy, when the server is no longer usable, on the retries the
+        option's interval says, or at once when the balancer does not tie
+        requests to servers and there are other active ones."""
+        assert self.backend is not None
+        spec = self.backend.spec
+        interval = spec.redispatch
+        if interval is None:
+            return False
+        if not server.usable:
+            return True
+        # Positive: every Nth retry; negative: the Nth before the last.
+        every = interval if interval > 0 else spec.retries + 1 + interval
+        if every > 0 and self._retries % every == 0:
+            return True
+        hashing = spec.balance.algorithm in HASHING_ALGORITHMS
+        return not hashing and self.backend.counts()[0] > 1
 
     def _bug(self, failure: Failure) -> None:
         log.failure(
@@ -233,7 +419,7 @@ class Exchange:
         )
         if not self._done:
             if self._responded:
-                self._done = True
+                self._finish()
                 self.downstream.abort_response()
             else:
                 self._error(500, "internal error")
@@ -251,6 +437,19 @@ class Exchange:
     ) -> None:
         if self._done:
             return
+        assert self.server is not None
+        # As HAProxy's "observe layer7": 5xx statuses but 501 and 505 are
+        # the server's errors; the others are answers to the request.
+        failing = 500 <= status <= 599 and status not in (501, 505)
+        self.server.observe(not failing, True, f"HTTP status {status}")
+        if self._may_retry(status):
+            upstream, self.upstream = self.upstream, None
+            if upstream is not None:
+                upstream.abandon()
+            self._attempt_failed(
+                UpstreamError(status, f"the server answered {status}"), status
+            )
+            return
         self._responded = True
         headers = end_to_end(headers)
         if codings:  # transfer codings besides chunked, which certlb keeps
@@ -264,7 +463,7 @@ class Exchange:
     def response_end(self) -> None:
         if self._done:
             return
-        self._done = True
+        self._finish()
         self.upstream = None
         self.downstream.send_end()
 
@@ -274,27 +473,31 @@ class Exchange:
         if self._done:
             return
         self.upstream = None
-        if not self._responded:
-            if (
-                failure.retryable
-                and upstream.reused
-                and not self._retried
-                and self.incoming.head.method in IDEMPOTENT
-                and not self.incoming.body.started
-            ):
-                # A kept-alive connection that the server closed meanwhile,
-                # without a byte of answer: the request was most likely not
-                # processed, and being idempotent, it may go again (RFC 9110,
-                # 9.2.2), on a new connection.
-                self._retried = True
-                self.incoming.body.detach()
-                self._connect(fresh=True)
-                return
-            self._error(failure.status, failure.why)
+        if self._responded:
+            assert self.server is not None
+            self.server.observe(False, True, failure.why)
+            self._log(failure.why, "response cut")
+            self._finish()
+            self.downstream.abort_response()
             return
-        self._done = True
-        self._log(failure.why, "response cut")
-        self.downstream.abort_response()
+        if (
+            failure.event == "empty-response"
+            and upstream.reused
+            and not self._reconnected_once
+            and self.incoming.head.method in IDEMPOTENT
+            and not self.incoming.body.started
+        ):
+            # A kept-alive connection that the server closed meanwhile,
+            # without a byte of answer: the request was most likely not
+            # processed, and being idempotent, it may go again (RFC 9110,
+            # 9.2.2), on a new connection, without counting as a retry.
+            self._reconnected_once = True
+            self.incoming.body.detach()
+            self._connect(fresh=True)
+            return
+        assert self.server is not None
+        self.server.observe(False, True, failure.why)
+        self._attempt_failed(failure)
 
     # -- from the front door --------------------------------------------------------
 
@@ -310,7 +513,7 @@ class Exchange:
         """The client disconnected: stop, and drop the server connection."""
         if self._done:
             return
-        self._done = True
+        self._finish()
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.abandon()
@@ -321,7 +524,7 @@ class Exchange:
 
     def _answer(self, response: LocalResponse) -> None:
         """Answer the request without a server (an error, or a rule's answer)."""
-        self._done = True
+        self._finish()
         self.downstream.send_local(response, self)
 
     def _log(self, why: str, outcome: str) -> None:

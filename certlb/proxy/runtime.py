@@ -7,12 +7,15 @@ compiled again.
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 from certlb.config.model import Backend, Config, ForwardFor, Frontend, Timeouts
-from certlb.proxy.balancer import RoundRobin, ServerState
+from certlb.proxy.balancer import make_balancer
+from certlb.proxy.servers import ServerState
 from certlb.rules.acl import acls_by_name, compile_condition
 from certlb.rules.actions import RuleSet, compile_rules
 from certlb.rules.interfaces import IBalancer, ICondition, IRequestContext
@@ -60,7 +63,12 @@ class ForwardedFor:
 
 @attrs.define(eq=False)
 class BackendRuntime:
-    """A backend ready to serve: rules, servers, balancer, timeouts (seconds)."""
+    """A backend ready to serve: rules, servers, balancer, timeouts (seconds).
+
+    @ivar spec: its configuration (health checks, retries).
+    @ivar waiting: the requests waiting for a server with a free slot
+        (C{maxconn}), first come first served.
+    """
 
     name: str
     rules: RuleSet
@@ -70,27 +78,65 @@ class BackendRuntime:
     server_timeout: float
     server_close: bool
     forwardfor: ForwardedFor | None
+    spec: Backend
+    queue_timeout: float
+    allbackups: bool = False
+    waiting: deque[Any] = attrs.Factory(deque)
+    _waking: bool = False
 
     @classmethod
     def build(cls, backend: Backend) -> BackendRuntime:
-        servers = [
-            ServerState(
-                s.name, s.host, s.port, s.weight, s.disabled, backend=backend.name
-            )
-            for s in backend.servers
-        ]
+        servers = [ServerState.from_spec(s, backend.name) for s in backend.servers]
+        connect = _seconds(backend.timeouts, "connect")
+        queue = backend.timeouts.queue
         return cls(
             name=backend.name,
             rules=compile_rules(backend),
             servers=servers,
-            balancer=RoundRobin(servers),
-            connect_timeout=_seconds(backend.timeouts, "connect"),
+            balancer=make_balancer(backend.balance),
+            connect_timeout=connect,
             server_timeout=_seconds(backend.timeouts, "server"),
             server_close=backend.http_server_close,
             forwardfor=ForwardedFor.compile(backend.forwardfor)
             if backend.forwardfor
             else None,
+            spec=backend,
+            # HAProxy's default: as long as a connection may take.
+            queue_timeout=connect if queue is None else queue / 1000,
+            allbackups=backend.allbackups,
         )
+
+    def tier(self) -> list[ServerState]:
+        """The usable servers that serve now: the active ones, or without any,
+        the backups (only the first unless C{option allbackups})."""
+        active = [s for s in self.servers if s.usable and not s.backup]
+        if active:
+            return active
+        backups = [s for s in self.servers if s.usable and s.backup]
+        return backups if self.allbackups else backups[:1]
+
+    def free(self) -> list[ServerState]:
+        """The servers that serve now and can take one more request."""
+        return [s for s in self.tier() if s.has_slot]
+
+    def wake(self) -> None:
+        """Give free slots to the requests waiting, first come first served,
+        after a server finished a request or changed state; when no server
+        is left to serve, they get their 503 at once."""
+        if self._waking:
+            return  # the loop below is running further up the stack
+        self._waking = True
+        try:
+            while self.waiting and (self.free() or not self.tier()):
+                self.waiting.popleft().dequeued()
+        finally:
+            self._waking = False
+
+    def counts(self) -> tuple[int, int]:
+        """How many active and backup servers are usable."""
+        active = sum(1 for s in self.servers if s.usable and not s.backup)
+        backup = sum(1 for s in self.servers if s.usable and s.backup)
+        return active, backup
 
 
 @attrs.define(eq=False)
@@ -166,7 +212,16 @@ class FrontendRuntime:
         return backend.rules
 
 
-def build_runtime(config: Config) -> dict[str, FrontendRuntime]:
-    """Compile every frontend of a checked configuration, by name."""
-    backends = {b.name: BackendRuntime.build(b) for b in config.backends}
+def build_backends(config: Config) -> dict[str, BackendRuntime]:
+    """Compile every backend of a checked configuration, by name."""
+    return {b.name: BackendRuntime.build(b) for b in config.backends}
+
+
+def build_runtime(
+    config: Config, backends: dict[str, BackendRuntime] | None = None
+) -> dict[str, FrontendRuntime]:
+    """Compile every frontend of a checked configuration, by name, over
+    C{backends} (by default, compiled afresh)."""
+    if backends is None:
+        backends = build_backends(config)
     return {f.name: FrontendRuntime.build(f, backends) for f in config.frontends}

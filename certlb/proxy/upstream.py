@@ -52,16 +52,20 @@ class UpstreamError(Exception):
     @ivar status: what the client gets when nothing was sent yet: 502 (the
         server refused, reset, or answered garbage) or 504 (it was too slow).
     @ivar why: a short text for the log.
-    @ivar retryable: the server closed the connection without sending a
-        byte: on a kept-alive connection, the request was most likely never
-        processed.
+    @ivar event: what went wrong, in the words of C{retry-on}:
+        C{conn-failure} (no connection: the request was not sent),
+        C{empty-response} (the server closed the connection without sending
+        a byte: on a kept-alive connection, the request was most likely
+        never processed), C{junk-response} (no valid response head),
+        C{response-timeout} (C{timeout server} struck before the response
+        head), or C{None} once the response head came.
     """
 
-    def __init__(self, status: int, why: str, retryable: bool = False) -> None:
+    def __init__(self, status: int, why: str, event: str | None = None) -> None:
         super().__init__(why)
         self.status = status
         self.why = why
-        self.retryable = retryable
+        self.event = event
 
 
 class ResponseHandler(TypingProtocol):
@@ -161,7 +165,11 @@ class UpstreamConnection(Protocol):
             why = "the server closed the connection without a response"
         if not clean and reason.getErrorMessage():
             why += f" ({reason.getErrorMessage()})"
-        failure = UpstreamError(502, why, retryable=not self._answered)
+        if not self._answered:
+            event: str | None = "empty-response"
+        else:
+            event = None if self._head_received else "junk-response"
+        failure = UpstreamError(502, why, event)
         handler.response_failed(failure, self)
 
     # -- request ------------------------------------------------------------
@@ -260,14 +268,14 @@ class UpstreamConnection(Protocol):
                 log.failure(
                     "internal error while reading a response", Failure(cause or e)
                 )
-            self._fail(UpstreamError(502, f"invalid response from the server: {cause}"))
+            self._junk(f"invalid response from the server: {cause}")
         except httptools.HttpParserError as e:
-            self._fail(UpstreamError(502, f"invalid response from the server: {e}"))
+            self._junk(f"invalid response from the server: {e}")
         except httptools.HttpParserUpgrade:
-            self._fail(UpstreamError(502, "the server switched protocols"))
+            self._junk("the server switched protocols")
         else:
             if self._guard.over(len(data)):
-                self._fail(UpstreamError(502, "response head too large"))
+                self._junk("response head too large")
         finally:
             # A response ends once llhttp is done with this read: what came
             # after it in the same read must not be taken as the answer to
@@ -371,13 +379,16 @@ class UpstreamConnection(Protocol):
         if handler is not None:
             handler.response_failed(failure, self)
 
+    def _junk(self, why: str) -> None:
+        self._fail(
+            UpstreamError(502, why, None if self._head_received else "junk-response")
+        )
+
     def _timed_out(self) -> None:
         self._timer = None
-        self._fail(
-            UpstreamError(
-                504, f"no answer from the server in {self._timeout:g}s (timeout server)"
-            )
-        )
+        why = f"no answer from the server in {self._timeout:g}s (timeout server)"
+        event = None if self._head_received else "response-timeout"
+        self._fail(UpstreamError(504, why, event))
 
     # -- flow control and reuse ---------------------------------------------
 
@@ -464,7 +475,7 @@ class ConnectionPool:
             if connection.reusable and not connection.transport.disconnecting:
                 connection._cancel_idle()
                 return succeed(connection)
-        endpoint = _endpoint(self.reactor, host, port, connect_timeout)
+        endpoint = client_endpoint(self.reactor, host, port, connect_timeout)
         factory = _UpstreamFactory(self, key)
         d: Deferred[UpstreamConnection] = endpoint.connect(factory)
         d.addErrback(_connect_error, host, port, connect_timeout)
@@ -510,7 +521,7 @@ class _UpstreamFactory(Factory):
         return UpstreamConnection(self.pool, self.key)
 
 
-def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
+def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -526,13 +537,16 @@ def _connect_error(failure: Failure, host: str, port: int, timeout: float) -> Fa
             502,
             f"connection to {host}:{port} timed out after {timeout:g}s "
             "(timeout connect)",
+            "conn-failure",
         )
     if failure.check(error.ConnectionRefusedError):
-        raise UpstreamError(502, f"connection to {host}:{port} refused")
+        raise UpstreamError(502, f"connection to {host}:{port} refused", "conn-failure")
     if failure.check(error.DNSLookupError):
-        raise UpstreamError(502, f"cannot resolve {host}")
+        raise UpstreamError(502, f"cannot resolve {host}", "conn-failure")
     if failure.check(error.ConnectError):
         raise UpstreamError(
-            502, f"cannot connect to {host}:{port}: {failure.getErrorMessage()}"
+            502,
+            f"cannot connect to {host}:{port}: {failure.getErrorMessage()}",
+            "conn-failure",
         )
     return failure

@@ -122,5 +122,28 @@ class ICondition(Interface):
 class IBalancer(Interface):
     """Chooses the server of a backend that gets the next request."""
 
-    def pick(context):  # type: ignore[no-untyped-def]
-        """The server for the request C{context}, or None when none is usable."""
+    def pick(context, servers):  # type: ignore[no-untyped-def]
+        """The server for the request C{context} among C{servers}.
+
+        @param servers: the servers the request may go to now, in the order
+            of the configuration: usable (up, enabled, of some weight), of
+            the tier that serves (the active servers, or the backups when no
+            active one is usable), with a free slot under their C{maxconn}.
+            Never empty.
+        @return: one of C{servers}.
+        """
+
+
+class IHealthCheck(Interface):
+    """One way of asking a server whether it is fit to serve (a TCP connect,
+    an HTTP request...).  Run again and again by L{certlb.health}."""
+
+    def run():  # type: ignore[no-untyped-def]
+        """Check the server once.
+
+        @return: a Deferred that fires with a few words on what passed (for
+            the log, e.g. C{"HTTP status 200"}), or fails with
+            L{certlb.health.checks.CheckFailed} saying what failed.  It must
+            fire within the check's own time limit, and cancelling it must
+            stop the check.
+        """

@@ -1,0 +1,71 @@
+"""C{HealthCheckService}: the health checks of every backend, as a service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.application.service import Service
+
+from certlb.config.model import Server
+from certlb.health.checks import ConnectCheck
+from certlb.health.monitor import ServerMonitor
+from certlb.proxy.runtime import BackendRuntime
+
+
+def connect_check(spec: Server, backend: BackendRuntime, reactor: Any) -> ConnectCheck:
+    """The check C{spec} and its backend describe.
+
+    Without C{timeout check}, a check may take C{inter} in all; with it, the
+    connection may take C{timeout connect} (at most C{inter}) and the
+    response C{timeout check}, as in HAProxy.
+    """
+    timeouts = backend.spec.timeouts
+    timeout = min(spec.inter, timeouts.connect or spec.inter)
+    return ConnectCheck(
+        reactor,
+        spec.check_addr or spec.host,
+        spec.check_port or spec.port,
+        timeout=spec.inter / 1000 if timeouts.check is None else timeout / 1000,
+        read_timeout=None if timeouts.check is None else timeouts.check / 1000,
+        http=backend.spec.http_check,
+        tls=spec.check_ssl,
+    )
+
+
+class HealthCheckService(Service):
+    """Checks every server with C{check} of C{backends}, with C{reactor}'s
+    connections and clock.
+
+    Servers take their initial state (C{init-state}) when this is built, so
+    before any request; checks run while the service runs.  The first checks
+    of a backend are spread evenly over its shortest interval, so as not to
+    hit all servers at once.
+
+    @ivar monitors: one L{ServerMonitor} per checked server.
+    """
+
+    def __init__(self, backends: Iterable[BackendRuntime], reactor: Any) -> None:
+        self.monitors = [
+            ServerMonitor.watch(
+                server, backend, connect_check(server.spec, backend, reactor), reactor
+            )
+            for backend in backends
+            for server in backend.servers
+            if server.spec is not None and server.spec.check and not server.disabled
+        ]
+
+    def startService(self) -> None:
+        Service.startService(self)
+        by_backend: dict[str, list[ServerMonitor]] = {}
+        for monitor in self.monitors:
+            by_backend.setdefault(monitor.backend.name, []).append(monitor)
+        for monitors in by_backend.values():
+            spread = min(m.spec.inter for m in monitors) / 1000
+            for i, monitor in enumerate(monitors):
+                monitor.start(spread * i / len(monitors))
+
+    def stopService(self) -> None:
+        Service.stopService(self)
+        for monitor in self.monitors:
+            monitor.stop()
