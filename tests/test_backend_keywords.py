@@ -58,7 +58,8 @@ class ServerOptionTests(SynchronousTestCase):
         s, problems = server(
             "check check-ssl inter 500ms fastinter 2s downinter 1m rise 4 fall 5 "
             "port 8080 addr 10.0.0.9 backup maxconn 100 weight 0 disabled "
-            "init-state fully-down observe layer7 error-limit 7 on-error sudden-death"
+            "init-state fully-down observe layer7 error-limit 7 on-error sudden-death "
+            "verify none"
         )
         self.assertEqual(problems, [])
         self.assertEqual(
@@ -84,6 +85,7 @@ class ServerOptionTests(SynchronousTestCase):
                 observe="layer7",
                 error_limit=7,
                 on_error="sudden-death",
+                verify="none",
                 location=Location("t.cfg", 3, 10),
             ),
         )

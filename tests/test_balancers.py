@@ -712,12 +712,12 @@ class CheckerTests(SynchronousTestCase):
         """An HAProxy fetch certlb lacks says so."""
         self.assertEqual(
             check(
-                "backend b\n  mode http\n  balance hash ssl_c_sha1\n"
+                "backend b\n  mode http\n  balance hash req.cook\n"
                 "  server s1 10.0.0.1:80\n"
             ),
             [
-                "t.cfg:3: error: backend 'b': 'balance hash ssl_c_sha1': fetch "
-                "'ssl_c_sha1' is an HAProxy fetch that certlb does not implement yet"
+                "t.cfg:3: error: backend 'b': 'balance hash req.cook': fetch "
+                "'req.cook' is an HAProxy fetch that certlb does not implement yet"
             ],
         )
 

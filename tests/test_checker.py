@@ -378,8 +378,8 @@ class AclTests(SynchronousTestCase):
             ],
         )
         self.assertIn(
-            "fetch 'ssl_c_s_dn' is an HAProxy fetch that certlb does not implement yet",
-            self.acl("acl a ssl_c_s_dn alice")[0],
+            "fetch 'url_param' is an HAProxy fetch that certlb does not implement yet",
+            self.acl("acl a url_param alice")[0],
         )
 
     def test_unknown_converter(self) -> None:
@@ -389,8 +389,8 @@ class AclTests(SynchronousTestCase):
             ["t.cfg:4: error: unknown converter 'lowr'; did you mean 'lower'?"],
         )
         self.assertIn(
-            "converter 'sha1' is an HAProxy converter that certlb does not",
-            self.acl("acl a always_true,sha1")[0],
+            "converter 'json' is an HAProxy converter that certlb does not",
+            self.acl("acl a always_true,json")[0],
         )
 
     def test_arguments(self) -> None:
@@ -408,7 +408,7 @@ class AclTests(SynchronousTestCase):
         is an error at the ACL line."""
         for line, message in {
             "acl a always_true -m foo": "unknown match method 'foo'; the methods "
-            "are found, bool, int, ip, str, beg, end, sub, reg, dir, dom, len",
+            "are found, bool, int, ip, bin, str, beg, end, sub, reg, dir, dom, len",
             "acl a always_true -m int 1x": "'1x' is not an integer pattern; write "
             "a number (10), a range (10:23, :5, 5:) or an operator",
             "acl a always_true -m int gt": "operator 'gt' needs a number after it",

@@ -193,7 +193,7 @@ class FailoverTests(E2ETestCase):
         )
         self.addCleanup(tls.stopListening)
         _, plain = await spawn_named_server(self, "plain")
-        check = "check check-ssl inter 200ms"
+        check = "check check-ssl verify none inter 200ms"
         self.start_certlb(
             config(
                 f"server t 127.0.0.1:{tls.getHost().port} {check} init-state down",

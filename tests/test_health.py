@@ -574,7 +574,8 @@ class ServiceTests(SynchronousTestCase):
         """A check goes to C{addr}/C{port} when given, over TLS with
         C{check-ssl}, with the backend's C{option httpchk} and timeouts."""
         runtime = backends(
-            "server a 10.0.0.1:80 check addr 10.9.9.9 port 81 check-ssl inter 3s",
+            "server a 10.0.0.1:80 check addr 10.9.9.9 port 81 check-ssl verify none "
+            "inter 3s",
             "option httpchk GET /up\ntimeout connect 1s\ntimeout check 4s",
         )
         service = HealthCheckService(runtime.values(), MemoryReactorClock())

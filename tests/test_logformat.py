@@ -91,8 +91,8 @@ class ErrorTests(SynchronousTestCase):
             ("%[src,lowr]", "unknown converter 'lowr'; did you mean 'lower'?"),
             ("%[src,add(x)]", "'add' needs an integer, as in add(1), not 'x'"),
             ("%[hdr(a,1,2)]", "'hdr' takes at most 2 arguments"),
-            ("%[ssl_c_s_dn]", "fetch 'ssl_c_s_dn' is an HAProxy fetch that certlb"),
-            ("%[src,sha1]", "converter 'sha1' is an HAProxy converter that"),
+            ("%[url_param]", "fetch 'url_param' is an HAProxy fetch that certlb"),
+            ("%[src,json]", "converter 'json' is an HAProxy converter that"),
             ("%[src lower]", "in 'src lower': expected ',' before ' lower'"),
             ("%[hdr(a]", "'%[' has no closing ']'"),
         ]:

@@ -36,6 +36,24 @@ class PluginTests(SynchronousTestCase):
         here = os.path.join(os.path.dirname(__file__), "..", "twisted", "plugins")
         self.assertFalse(os.path.exists(os.path.join(here, "__init__.py")))
 
+    def test_every_package_installed(self) -> None:
+        """setup.cfg lists every package of certlb, so that 'pip install .'
+        installs them all."""
+        import configparser
+        import os
+
+        root = os.path.join(os.path.dirname(__file__), "..")
+        setup = configparser.ConfigParser()
+        setup.read(os.path.join(root, "setup.cfg"))
+        listed = set(setup["options"]["packages"].split())
+        found = {
+            directory.replace(os.sep, ".")
+            for directory, _, files in os.walk(os.path.join(root, "certlb"))
+            if "__init__.py" in files
+            for directory in [os.path.relpath(directory, root)]
+        }
+        self.assertEqual(found - listed, set())
+
 
 BROKEN = "frontend f\n mode http\n bind :0\n default_backend nope\n"
 

@@ -1075,6 +1075,15 @@ class _FakeConnection:
     def get_peer_certificate(self, as_cryptography: bool) -> None:
         return None
 
+    def get_peer_cert_chain(self, as_cryptography: bool) -> None:
+        return None
+
+    def get_certificate(self, as_cryptography: bool) -> None:
+        return None
+
+    def get_context(self) -> SSL.Context:
+        return SSL.Context(SSL.TLS_SERVER_METHOD)
+
     def get_servername(self) -> bytes | None:
         return self.servername
 

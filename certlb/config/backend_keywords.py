@@ -11,7 +11,7 @@ import attrs
 
 from certlb.config.addresses import parse_address, parse_duration
 from certlb.config.conditions import SyntaxProblem, parse_expression
-from certlb.config.errors import WARNING, suggest
+from certlb.config.errors import suggest
 from certlb.config.lexer import Word
 from certlb.config.model import (
     BALANCE_ALGORITHMS,
@@ -21,20 +21,29 @@ from certlb.config.model import (
     ON_ERROR_MODES,
     RETRY_ON_EVENTS,
     RETRY_ON_STATUSES,
+    SERVER_VERIFY_MODES,
+    TLS_VERSIONS,
     HttpCheck,
     Server,
 )
-from certlb.config.syntax import Context, integer
+from certlb.config.syntax import Context, integer, no_effect_in
 
-SERVER_FLAGS = ("check", "check-ssl", "backup", "disabled", "enabled")
+SERVER_FLAGS = (
+    "check", "check-ssl", "backup", "disabled", "enabled", "ssl", "no-ssl",
+    "no-check-ssl",
+)  # fmt: skip
 SERVER_VALUES = (
     "weight", "maxconn", "inter", "fastinter", "downinter", "rise", "fall",
     "port", "addr", "init-state", "observe", "error-limit", "on-error",
+    "verify", "ca-file", "crl-file", "crt", "sni", "verifyhost", "check-sni",
+    "ssl-min-ver", "ssl-max-ver",
 )  # fmt: skip
+SERVER_FILES = {"ca-file": "ca_file", "crl-file": "crl_file", "crt": "crt"}
+# HAProxy's versions, oldest first; certlb speaks TLS 1.2 and 1.3 only.
+HAPROXY_TLS_VERSIONS = ("SSLv3", "TLSv1.0", "TLSv1.1", *TLS_VERSIONS)
 SERVER_OPTIONS_LATER = frozenset(
     """
-    minconn maxqueue on-marked-down on-marked-up slowstart ssl verify ca-file
-    crl-file crt sni ssl-min-ver ssl-max-ver check-sni no-check-ssl
+    minconn maxqueue on-marked-down on-marked-up slowstart
     agent-check agent-port agent-inter cookie track send-proxy send-proxy-v2
     resolvers init-addr id redir source pool-max-conn pool-purge-delay alpn
     proto
@@ -81,8 +90,15 @@ def server(ctx: Context) -> None:
         if option in SERVER_FLAGS:
             if option == "enabled":
                 options["disabled"] = False
+            elif option.startswith("no-"):
+                # Cancels the option before it on the line.
+                options[option[3:].replace("-", "_")] = False
             else:
                 options[option.replace("-", "_")] = True
+        elif option in SERVER_FILES:
+            path = ctx.path(ctx.arg(i + 1, f"a file name for '{option}'"))
+            options[SERVER_FILES[option]] = path
+            i += 1
         elif option in SERVER_VALUES:
             value = ctx.arg(i + 1, f"a value for '{option}'")
             options.update(_server_value(option, value))
@@ -137,8 +153,28 @@ def _server_value(option: str, value: Word) -> dict[str, object]:
         return {"init_state": _choice(value, "initial state", INIT_STATES)}
     if option == "observe":
         return {"observe": _choice(value, "mode to observe", ("layer4", "layer7"))}
+    if option == "verify":
+        return {"verify": _choice(value, "server verify mode", SERVER_VERIFY_MODES)}
+    if option == "sni":
+        # Compiled by the checker, which knows the fetches.
+        return {"sni": parse_expression(value)}
+    if option in ("verifyhost", "check-sni"):
+        return {option.replace("-", "_"): value.text}
+    if option in ("ssl-min-ver", "ssl-max-ver"):
+        return {option.replace("-", "_"): _tls_version(value)}
     assert option == "on-error"
     return {"on_error": _choice(value, "mode for on-error", ON_ERROR_MODES)}
+
+
+def _tls_version(word: Word) -> str:
+    version = _choice(word, "TLS version", HAPROXY_TLS_VERSIONS)
+    if version not in TLS_VERSIONS:
+        raise SyntaxProblem(
+            word.location,
+            f"certlb does not speak {version}, which is no longer safe; use "
+            + " or ".join(TLS_VERSIONS),
+        )
+    return version
 
 
 def _is_ipv6(text: str) -> bool:
@@ -261,13 +297,7 @@ def hash_type(ctx: Context) -> None:
 
 def _backend_option(ctx: Context) -> None:
     """Warn of a backend's option in a frontend, where it does nothing."""
-    if ctx.section == "frontend":
-        ctx.problem(
-            ctx.words[1].location,
-            f"'option {ctx.words[1].text}' has no effect in a frontend section; "
-            "it belongs in defaults or listen or backend sections",
-            WARNING,
-        )
+    no_effect_in(ctx, "frontend", "defaults or listen or backend")
 
 
 def option_httpchk(ctx: Context) -> None:

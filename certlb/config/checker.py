@@ -26,6 +26,7 @@ from certlb.config.model import (
     HeaderRule,
 )
 from certlb.config.rule_checks import check_rules
+from certlb.config.server_tls import check_server_tls
 from certlb.rules.acl import (
     RuleError,
     acls_by_name,
@@ -58,6 +59,7 @@ def check(config: Config, incomplete: Iterable[str] = ()) -> list[Problem]:
         _frontend(problems, frontend, backends, f"frontend {frontend.name}" not in skip)
     for backend in config.backends:
         _backend(problems, backend, f"backend {backend.name}" not in skip)
+        _stick_tables(problems, backend, backends)
     problems += check_rules(config, skip)
     return problems
 
@@ -408,6 +410,7 @@ def _backend(problems: list[Problem], backend: Backend, complete: bool) -> None:
                 )
             )
         seen.setdefault(server.name, server.location)
+        problems.extend(check_server_tls(server))
         if server.port == 0:
             problems.append(
                 Problem(
@@ -445,6 +448,28 @@ def _backend(problems: list[Problem], backend: Backend, complete: bool) -> None:
         )
     _balance_expression(problems, backend)
     _rules(problems, backend.acls, [], complete)
+
+
+def _stick_tables(
+    problems: list[Problem], backend: Backend, backends: dict[str, Backend]
+) -> None:
+    """Each C{stick} rule needs a table: its backend's, or the one it names."""
+    for rule in backend.stick_rules:
+        name = rule.table or backend.name
+        target = backends.get(name)
+        if target is not None and target.stick_table is not None:
+            continue
+        if rule.table is None:
+            why = (
+                f"backend '{backend.name}' has no stick-table; add one, as in "
+                "'stick-table type string size 100k expire 30m', or name another "
+                "backend's with 'table NAME'"
+            )
+        elif target is None:
+            why = f"there is no backend '{name}'" + suggest(name, list(backends))
+        else:
+            why = f"backend '{name}' has no stick-table"
+        problems.append(Problem(rule.location, f"'stick {rule.kind}': {why}"))
 
 
 def _balance_expression(problems: list[Problem], backend: Backend) -> None:

@@ -70,6 +70,9 @@ def parse_expression(word: Word) -> SampleExpression:
     return SampleExpression(fetch, fetch_args, converters, word.location)
 
 
+_ESCAPES = {"\\": "\\", " ": " ", '"': '"', "'": "'", "r": "\r", "n": "\n", "t": "\t"}
+
+
 def _arguments(word: Word, i: int) -> tuple[tuple[str, ...], int]:
     """Read comma-separated arguments up to the closing parenthesis."""
     text = word.text
@@ -80,8 +83,11 @@ def _arguments(word: Word, i: int) -> tuple[tuple[str, ...], int]:
     while i < len(text):
         c = text[i]
         if quote:
-            if c == "\\" and i + 1 < len(text):
-                current.append(text[i + 1])
+            # As HAProxy: nothing is escaped between single quotes; between
+            # double quotes, a backslash escapes only these.
+            escaped = _ESCAPES.get(text[i + 1 : i + 2]) if c == "\\" else None
+            if quote == '"' and escaped is not None:
+                current.append(escaped)
                 i += 2
                 continue
             if c == quote:

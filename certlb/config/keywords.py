@@ -11,7 +11,12 @@ import ipaddress
 import re
 from collections.abc import Callable
 
-from certlb.config import backend_keywords, request_rules
+from certlb.config import (
+    backend_keywords,
+    identity_keywords,
+    request_rules,
+    stick_keywords,
+)
 from certlb.config.addresses import parse_address, parse_duration
 from certlb.config.conditions import (
     ACL_NAME,
@@ -315,6 +320,8 @@ OPTIONS: dict[str, Callable[[Context], None]] = {
     "httpchk": backend_keywords.option_httpchk,
     "redispatch": backend_keywords.option_redispatch,
     "allbackups": backend_keywords.option_allbackups,
+    "client-cert-headers": identity_keywords.option_client_cert_headers,
+    "forwarded-client-cert": identity_keywords.option_forwarded_client_cert,
 }
 
 
@@ -344,6 +351,8 @@ KEYWORDS: dict[str, Keyword] = {
     "http-check": Keyword("dlb", backend_keywords.http_check),
     "retries": Keyword("dlb", backend_keywords.retries),
     "retry-on": Keyword("dlb", backend_keywords.retry_on),
+    "stick-table": Keyword("lb", stick_keywords.stick_table),
+    "stick": Keyword("lb", stick_keywords.stick),
     "grace": Keyword("gdfl", backend_keywords.grace),
     "hard-stop-after": Keyword("g", backend_keywords.hard_stop_after),
     "maxconn": Keyword("gdfl", _maxconn),
@@ -361,7 +370,7 @@ UNSUPPORTED: dict[str, str] = {
     for name in frozenset(
         """
         reqrep reqdel rspadd http-response http-after-response
-        tcp-request tcp-response stick-table stick stick-store persist
+        tcp-request tcp-response stick-store persist
         cookie errorfile errorloc monitor-uri stats capture
         unique-id-format unique-id-header log-format fullconn dispatch
         http-reuse compression filter use-server force-persist

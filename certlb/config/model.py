@@ -14,6 +14,8 @@ from certlb.config.addresses import format_address
 from certlb.config.errors import Location, Problem
 
 VERIFY_MODES = ("none", "optional", "required")
+SERVER_VERIFY_MODES = ("none", "required")
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
 BALANCE_ALGORITHMS = (
     "roundrobin", "static-rr", "leastconn", "first", "source", "uri",
     "url_param", "hdr", "random", "hash",
@@ -28,6 +30,8 @@ RETRY_ON_EVENTS = (
     "none", "conn-failure", "empty-response", "junk-response", "response-timeout",
     "all-retryable-errors",
 )  # fmt: skip
+STICK_TABLE_TYPES = ("ip", "ipv6", "integer", "string", "binary")
+STICK_RULE_KINDS = ("on", "match", "store-request")
 RETRY_ON_STATUSES = (401, 403, 404, 408, 421, 425, 429, 500, 501, 502, 503, 504)
 NOWHERE = Location("<python>", 0)
 
@@ -154,6 +158,15 @@ class Server:
     Times are in milliseconds.  C{check_port} and C{check_addr} send health
     checks elsewhere than the traffic; C{fastinter} and C{downinter} default
     to C{inter}.
+
+    TLS towards the server (C{ssl}): file paths are absolute once parsed.
+
+    @ivar verify: C{none} or C{required}; C{None} when not written, which
+        means C{required}, as in HAProxy.
+    @ivar sni: the expression whose value is sent as SNI, per request.
+    @ivar verifyhost: the name the certificate must hold when no SNI is sent.
+    @ivar check_sni: the SNI of health checks.
+    @ivar ssl_min_ver: C{TLSv1.2} or C{TLSv1.3}; C{ssl_max_ver} likewise.
     """
 
     name: str
@@ -180,11 +193,33 @@ class Server:
     )
     error_limit: int = attrs.field(default=10, validator=v.ge(1))
     on_error: str = attrs.field(default="fail-check", validator=v.in_(ON_ERROR_MODES))
+    ssl: bool = False
+    verify: str | None = attrs.field(
+        default=None, validator=v.optional(v.in_(SERVER_VERIFY_MODES))
+    )
+    ca_file: str | None = None
+    crl_file: str | None = None
+    crt: str | None = None
+    sni: SampleExpression | None = None
+    verifyhost: str | None = None
+    check_sni: str | None = None
+    ssl_min_ver: str | None = attrs.field(
+        default=None, validator=v.optional(v.in_(TLS_VERSIONS))
+    )
+    ssl_max_ver: str | None = attrs.field(
+        default=None, validator=v.optional(v.in_(TLS_VERSIONS))
+    )
     location: Location = NOWHERE
 
     @property
     def address(self) -> str:
         return format_address(self.host, self.port)
+
+    @property
+    def verifies(self) -> bool:
+        """Whether the server's certificate is verified (C{verify required},
+        written or by default)."""
+        return self.verify != "none"
 
 
 @attrs.frozen
@@ -338,6 +373,29 @@ class Return:
 RequestRule = Redirect | HeaderRule | Deny | Return
 
 
+XFCC_MODES = ("sanitize", "sanitize-set", "forward", "append")
+XFCC_FIELDS = ("Hash", "Cert", "Chain", "Subject", "URI", "DNS")
+
+
+@attrs.frozen
+class IdentityHeaders:
+    """How a frontend tells servers who the client is, in the standard
+    headers.
+
+    @ivar client_cert: C{option client-cert-headers}: RFC 9440's
+        C{Client-Cert} and C{Client-Cert-Chain}.
+    @ivar xfcc: C{option forwarded-client-cert MODE}: what becomes of the
+        C{X-Forwarded-Client-Cert} header (C{None}: it is removed).
+    @ivar xfcc_fields: the fields of the element certlb writes.
+    """
+
+    client_cert: bool = False
+    xfcc: str | None = attrs.field(
+        default=None, validator=v.optional(v.in_(XFCC_MODES))
+    )
+    xfcc_fields: tuple[str, ...] = ("Hash", "Cert", "Subject", "URI", "DNS")
+
+
 @attrs.frozen
 class Frontend:
     """A proxy that accepts connections (a C{frontend}, or a C{listen}).
@@ -367,6 +425,44 @@ class Frontend:
     http_server_close: bool = False
     forwardfor: ForwardFor | None = None
     grace: int | None = attrs.field(default=None, validator=_positive_or_none)
+    identity: IdentityHeaders = IdentityHeaders()
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class StickTable:
+    """C{stick-table}: what a backend remembers of its clients' servers.
+
+    @ivar type: how keys are compared: C{ip}, C{ipv6}, C{integer}, C{string}
+        or C{binary}.
+    @ivar length: the longest C{string} key, the size of a C{binary} one,
+        in bytes.
+    @ivar size: the most entries it holds.
+    @ivar expire: how long an entry lasts since it was last stored or
+        matched, in milliseconds (C{None}: until the table is full).
+    @ivar nopurge: when full, new keys are not stored, rather than the
+        least recently used entries dropped.
+    """
+
+    type: str = attrs.field(validator=v.in_(STICK_TABLE_TYPES))
+    size: int = attrs.field(validator=v.ge(1))
+    length: int = attrs.field(default=32, validator=v.ge(1))
+    expire: int | None = attrs.field(default=None, validator=_positive_or_none)
+    nopurge: bool = False
+    location: Location = NOWHERE
+
+
+@attrs.frozen
+class StickRule:
+    """C{stick on|match|store-request EXPR [table NAME] [if|unless COND]}.
+
+    @ivar table: the backend whose table it uses (C{None}: its own).
+    """
+
+    kind: str = attrs.field(validator=v.in_(STICK_RULE_KINDS))
+    expression: SampleExpression
+    table: str | None = None
+    condition: Condition | None = None
     location: Location = NOWHERE
 
 
@@ -398,6 +494,8 @@ class Backend:
     retries: int = attrs.field(default=3, validator=v.ge(0))
     redispatch: int | None = None
     retry_on: frozenset[str | int] = frozenset({"conn-failure"})
+    stick_table: StickTable | None = None
+    stick_rules: tuple[StickRule, ...] = ()
     location: Location = NOWHERE
 
 

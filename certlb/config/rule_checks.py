@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
@@ -29,7 +29,13 @@ from certlb.config.model import (
     RequestRule,
     Return,
 )
-from certlb.rules.acl import RuleError, UndefinedAcl, acls_by_name, compile_condition
+from certlb.rules.acl import (
+    RuleError,
+    UndefinedAcl,
+    acls_by_name,
+    compile_condition,
+    compile_expression,
+)
 from certlb.rules.actions import RedirectAction, compile_action
 from certlb.rules.context import ConnectionInfo, RequestContext
 from certlb.rules.fetches import FETCHES
@@ -90,6 +96,10 @@ def _conditions(proxy: Frontend | Backend) -> Iterator[Condition]:
         for use in proxy.use_backends:
             if use.condition is not None:
                 yield use.condition
+    else:
+        for stick in proxy.stick_rules:
+            if stick.condition is not None:
+                yield stick.condition
 
 
 def _compile(proxy: Frontend | Backend, complete: bool) -> list[Problem]:
@@ -100,6 +110,16 @@ def _compile(proxy: Frontend | Backend, complete: bool) -> list[Problem]:
             if rule.condition is not None:
                 compile_condition(rule.condition, named)
             compile_action(rule)
+        except UndefinedAcl as e:
+            if complete:
+                problems.append(Problem(e.location, e.message))
+        except RuleError as e:
+            problems.append(Problem(e.location, e.message))
+    for stick in () if isinstance(proxy, Frontend) else proxy.stick_rules:
+        try:
+            if stick.condition is not None:
+                compile_condition(stick.condition, named)
+            compile_expression(stick.expression)
         except UndefinedAcl as e:
             if complete:
                 problems.append(Problem(e.location, e.message))
@@ -264,7 +284,7 @@ def _played(proxy: Frontend | Backend) -> list[_Played] | None:
             and rule.clear_cookie is None
         )
         fetches = {
-            acl.expression.fetch for acl in _condition_acls(rule.condition, named)
+            acl.expression.fetch for acl in condition_acls(rule.condition, named)
         }
         played.append(
             _Played(
@@ -278,9 +298,10 @@ def _played(proxy: Frontend | Backend) -> list[_Played] | None:
     return played
 
 
-def _condition_acls(
-    condition: Condition | None, named: dict[str, list[AclDef]]
+def condition_acls(
+    condition: Condition | None, named: Mapping[str, Sequence[AclDef]]
 ) -> Iterator[AclDef]:
+    """The ACL lines a condition reads, anonymous and named."""
     if condition is None:
         return
     for group in condition.groups:

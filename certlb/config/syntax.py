@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from certlb.config.conditions import SyntaxProblem, parse_condition
-from certlb.config.errors import Location, Problem
+from certlb.config.errors import WARNING, Location, Problem
 from certlb.config.lexer import Word
 from certlb.config.model import (
     NOWHERE,
@@ -21,9 +21,12 @@ from certlb.config.model import (
     Frontend,
     HeaderRule,
     HttpCheck,
+    IdentityHeaders,
     Redirect,
     RequestRule,
     Server,
+    StickRule,
+    StickTable,
     Timeouts,
     UseBackend,
 )
@@ -38,6 +41,7 @@ class Draft:
     maxconn: int | None = None
     http_server_close: bool = False
     forwardfor: ForwardFor | None = None
+    identity: IdentityHeaders = attrs.Factory(IdentityHeaders)
     balance: Balance = attrs.Factory(Balance)
     http_check: HttpCheck | None = None
     httpchk: bool = False  # 'option httpchk' given: HTTP checks are on
@@ -47,6 +51,8 @@ class Draft:
     redispatch: int | None = None
     retry_on: frozenset[str | int] = frozenset({"conn-failure"})
     grace: int | None = None
+    stick_table: StickTable | None = None
+    stick_rules: list[StickRule] = attrs.Factory(list)
     hard_stop_after: int | None = None
     default_backend: str | None = None
     default_backend_location: Location = NOWHERE
@@ -66,6 +72,7 @@ class Draft:
             maxconn=self.maxconn,
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,
+            identity=self.identity,
             balance=self.balance,
             http_check=self.http_check,
             httpchk=self.httpchk,
@@ -101,6 +108,7 @@ class Draft:
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,
             grace=self.grace,
+            identity=self.identity,
             location=location,
         )
 
@@ -120,6 +128,8 @@ class Draft:
             retries=self.retries,
             redispatch=self.redispatch,
             retry_on=self.retry_on,
+            stick_table=self.stick_table,
+            stick_rules=tuple(self.stick_rules),
             timeouts=Timeouts(**self.timeouts),
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,
@@ -175,6 +185,17 @@ class Keyword:
 
     sections: str
     handler: Callable[[Context], None]
+
+
+def no_effect_in(ctx: Context, section: str, belongs: str) -> None:
+    """Warn of an option given in C{section}, where it does nothing."""
+    if ctx.section == section:
+        ctx.problem(
+            ctx.words[1].location,
+            f"'option {ctx.words[1].text}' has no effect in a {section} section; "
+            f"it belongs in {belongs} sections",
+            WARNING,
+        )
 
 
 def integer(word: Word, what: str, low: int, high: int) -> int:

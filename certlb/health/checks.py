@@ -1,8 +1,15 @@
 """The health checks themselves: connect to a server (over TLS with
-C{check-ssl}), and with C{option httpchk} ask it an HTTP question."""
+C{check-ssl}, or for a server with C{ssl}), and with C{option httpchk} ask
+it an HTTP question.
+
+Over TLS a check uses the server's own TLS settings (C{verify}, C{ca-file},
+C{crl-file}, C{crt}, C{verifyhost}), with C{check-sni} or a constant C{sni}
+as its SNI: a server whose certificate certlb would refuse fails its checks.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -11,7 +18,6 @@ from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.internet.ssl import CertificateOptions
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -19,6 +25,7 @@ from zope.interface import implementer
 from certlb.config.model import HttpCheck
 from certlb.proxy.upstream import client_endpoint
 from certlb.rules.interfaces import IHealthCheck
+from certlb.tls.client import UpstreamTLS, handshake_failure, unverified
 
 # As HAProxy's check buffer: what is read of a response, at most.
 MAX_RESPONSE = 16384
@@ -93,6 +100,7 @@ class _CheckProtocol(Protocol):
         self.check = check
         self.result = result
         self.received = b""
+        self.handshake_done = False
 
     def connectionMade(self) -> None:
         http = self.check.http
@@ -102,6 +110,7 @@ class _CheckProtocol(Protocol):
             self._end(True, "connection accepted")
 
     def handshakeCompleted(self) -> None:
+        self.handshake_done = True
         if self.check.http is None:
             self._end(True, "TLS handshake done")
 
@@ -119,13 +128,12 @@ class _CheckProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self.result.called:
             return
-        if self.check.http is not None and self.received:
+        if self.check.tls and not self.handshake_done:
+            self._end(False, handshake_failure(self.transport, reason))
+        elif self.received:
             self._judge()
-        elif self.check.http is not None:
-            self._end(False, "connection closed without a response")
         else:
-            why = reason.getErrorMessage()
-            self._end(False, f"TLS handshake failed: {why}")
+            self._end(False, "connection closed without a response")
 
     def _judge(self) -> None:
         http = self.check.http
@@ -167,6 +175,7 @@ class ConnectCheck:
     read_timeout: float | None = None
     http: HttpCheck | None = None
     tls: bool = False
+    client_tls: UpstreamTLS | None = None
 
     def run(self) -> Deferred[str]:
         return _Attempt(self).result
@@ -187,7 +196,10 @@ class _Attempt:
         factory: Any = Factory.forProtocol(self._build)
         factory.noisy = False
         if check.tls:
-            factory = TLSMemoryBIOFactory(_UNVERIFIED, True, factory)
+            tls = check.client_tls or _unverified()
+            factory = TLSMemoryBIOFactory(
+                tls.connector(tls.check_sni), True, factory, clock=check.reactor
+            )
         endpoint = client_endpoint(check.reactor, check.host, check.port, check.timeout)
         self.connecting: Deferred[Any] = endpoint.connect(factory)
         self.connecting.addErrback(self._not_connected)
@@ -223,6 +235,6 @@ class _Attempt:
         return result
 
 
-# The server's certificate is not verified by a check: TLS towards servers,
-# with its verification settings, is not there yet.
-_UNVERIFIED = CertificateOptions()
+# For a check built without the server's settings (in Python): TLS that
+# verifies nothing.
+_unverified = functools.cache(unverified)

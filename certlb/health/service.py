@@ -11,17 +11,30 @@ from certlb.config.model import Server
 from certlb.health.checks import ConnectCheck
 from certlb.health.monitor import ServerMonitor
 from certlb.proxy.runtime import BackendRuntime
+from certlb.tls.client import UpstreamTLS
 
 
-def connect_check(spec: Server, backend: BackendRuntime, reactor: Any) -> ConnectCheck:
+def connect_check(
+    spec: Server,
+    backend: BackendRuntime,
+    reactor: Any,
+    tls: UpstreamTLS | None = None,
+) -> ConnectCheck:
     """The check C{spec} and its backend describe.
 
     Without C{timeout check}, a check may take C{inter} in all; with it, the
     connection may take C{timeout connect} (at most C{inter}) and the
-    response C{timeout check}, as in HAProxy.
+    response C{timeout check}, as in HAProxy.  Checks go over TLS with
+    C{check-ssl}, and for a server with C{ssl} unless they go elsewhere
+    (C{addr}, C{port}), with the server's TLS settings (C{tls}, built from
+    C{spec} when not given).
     """
     timeouts = backend.spec.timeouts
     timeout = min(spec.inter, timeouts.connect or spec.inter)
+    elsewhere = spec.check_port is not None or spec.check_addr is not None
+    over_tls = spec.check_ssl or (spec.ssl and not elsewhere)
+    if over_tls and tls is None:
+        tls = UpstreamTLS.for_server(spec)
     return ConnectCheck(
         reactor,
         spec.check_addr or spec.host,
@@ -29,7 +42,8 @@ def connect_check(spec: Server, backend: BackendRuntime, reactor: Any) -> Connec
         timeout=spec.inter / 1000 if timeouts.check is None else timeout / 1000,
         read_timeout=None if timeouts.check is None else timeouts.check / 1000,
         http=backend.spec.http_check,
-        tls=spec.check_ssl,
+        tls=over_tls,
+        client_tls=tls if over_tls else None,
     )
 
 
@@ -48,7 +62,10 @@ class HealthCheckService(Service):
     def __init__(self, backends: Iterable[BackendRuntime], reactor: Any) -> None:
         self.monitors = [
             ServerMonitor.watch(
-                server, backend, connect_check(server.spec, backend, reactor), reactor
+                server,
+                backend,
+                connect_check(server.spec, backend, reactor, server.tls),
+                reactor,
             )
             for backend in backends
             for server in backend.servers

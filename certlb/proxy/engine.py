@@ -27,8 +27,10 @@ from certlb.proxy.http import (
     serialize_head,
     without_hop_by_hop,
 )
+from certlb.proxy.identity import identity_headers
 from certlb.proxy.runtime import BackendRuntime, FrontendRuntime
 from certlb.proxy.servers import ServerState
+from certlb.proxy.stick import Stickiness
 from certlb.proxy.upstream import ConnectionPool, UpstreamConnection, UpstreamError
 from certlb.rules.actions import LocalResponse, encode_text
 from certlb.rules.context import ConnectionInfo, RequestContext
@@ -125,6 +127,7 @@ class Exchange:
         )
         self._retries = 0  # as HAProxy counts them, for retries and redispatch
         self._timer: IDelayedCall | None = None  # in the queue, or before a retry
+        self._stickiness: Stickiness | None = None
 
     def start(self) -> None:
         """Route the request, pick a server, and send it there.
@@ -152,6 +155,8 @@ class Exchange:
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in head.headers],
             self.connection,
         )
+        for name in self.frontend.forged:
+            context.remove_headers(name)  # no client may forge an identity
         answer = self.frontend.rules.apply(context)
         if answer is not None:
             self._answer(answer)
@@ -168,6 +173,10 @@ class Exchange:
         if answer is not None:
             self._answer(answer)
             return
+        if backend.persistence is not None:
+            self._stickiness = backend.persistence.evaluate(
+                context, self.engine.reactor.seconds()
+            )
         if backend.waiting and backend.tier():
             self._wait()  # behind those already waiting
         else:
@@ -186,6 +195,11 @@ class Exchange:
         if not backend.tier():
             self._error(503, f"backend '{backend.name}' has no server available")
             return
+        sticky = self._sticky_server() if avoid is None else None
+        if sticky is not None:
+            self._take(sticky)
+            self._connect(fresh=False)
+            return
         free = backend.free()
         if not free:
             self._wait()
@@ -198,6 +212,16 @@ class Exchange:
             self._turn_around()
         else:
             self._connect(fresh=False)
+
+    def _sticky_server(self) -> ServerState | None:
+        """The server a C{stick} rule found for this request, when it is
+        usable and has a free slot (else the request is balanced)."""
+        assert self.backend is not None
+        name = self._stickiness.server if self._stickiness else None
+        for server in self.backend.servers:
+            if server.name == name and server.usable and server.has_slot:
+                return server
+        return None
 
     def _take(self, server: ServerState) -> None:
         assert self.incoming is not None and self.backend is not None
@@ -285,13 +309,26 @@ class Exchange:
             present = any(n.lower() == name for n, _ in headers)
             if forwardfor.applies_to(client) and not (forwardfor.if_none and present):
                 headers.append((forwardfor.header, client.encode("latin-1")))
+        tls = self.connection.tls
+        if tls is not None and tls.certificate is not None:
+            identity = identity_headers(
+                self.frontend.identity, tls.certificate, tls.chain, self.context.headers
+            )
+            replaced = {name.lower().encode("latin-1") for name, _ in identity}
+            headers = [(n, v) for n, v in headers if n.lower() not in replaced]
+            headers += [(n.encode("latin-1"), v.encode("latin-1")) for n, v in identity]
         return serialize_head(b"%s %s HTTP/1.1" % (head.method, head.target), headers)
 
     def _connect(self, fresh: bool) -> None:
         self._timer = None
         assert self.server is not None and self.backend is not None
         d = self.engine.pool.acquire(
-            self.server.host, self.server.port, self.backend.connect_timeout, fresh
+            self.server.host,
+            self.server.port,
+            self.backend.connect_timeout,
+            fresh,
+            self.server.tls,
+            self.context,
         )
         d.addCallbacks(self._connected, self._connect_failed)
         d.addErrback(self._bug)
@@ -451,6 +488,10 @@ class Exchange:
             )
             return
         self._responded = True
+        if self._stickiness is not None:
+            now = self.engine.reactor.seconds()
+            for table, key in self._stickiness.stores:
+                table.store(key, self.server.name, now)
         headers = end_to_end(headers)
         if codings:  # transfer codings besides chunked, which certlb keeps
             headers.append((b"Transfer-Encoding", codings))

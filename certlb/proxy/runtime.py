@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from certlb.config.model import Backend, Config, ForwardFor, Frontend, Timeouts
+from certlb.config.model import (
+    Backend,
+    Config,
+    ForwardFor,
+    Frontend,
+    IdentityHeaders,
+    Timeouts,
+)
 from certlb.proxy.balancer import make_balancer
+from certlb.proxy.identity import certificate_headers, forged
 from certlb.proxy.servers import ServerState
+from certlb.proxy.stick import Persistence, StickTableRuntime
 from certlb.rules.acl import acls_by_name, compile_condition
 from certlb.rules.actions import RuleSet, compile_rules
 from certlb.rules.interfaces import IBalancer, ICondition, IRequestContext
@@ -66,6 +75,7 @@ class BackendRuntime:
     """A backend ready to serve: rules, servers, balancer, timeouts (seconds).
 
     @ivar spec: its configuration (health checks, retries).
+    @ivar persistence: its C{stick} rules, if any.
     @ivar waiting: the requests waiting for a server with a free slot
         (C{maxconn}), first come first served.
     """
@@ -81,11 +91,15 @@ class BackendRuntime:
     spec: Backend
     queue_timeout: float
     allbackups: bool = False
+    persistence: Persistence | None = None
     waiting: deque[Any] = attrs.Factory(deque)
     _waking: bool = False
 
     @classmethod
-    def build(cls, backend: Backend) -> BackendRuntime:
+    def build(
+        cls, backend: Backend, tables: Mapping[str, StickTableRuntime] | None = None
+    ) -> BackendRuntime:
+        """Compile C{backend}, whose C{stick} rules use C{tables} by name."""
         servers = [ServerState.from_spec(s, backend.name) for s in backend.servers]
         connect = _seconds(backend.timeouts, "connect")
         queue = backend.timeouts.queue
@@ -104,6 +118,14 @@ class BackendRuntime:
             # HAProxy's default: as long as a connection may take.
             queue_timeout=connect if queue is None else queue / 1000,
             allbackups=backend.allbackups,
+            persistence=Persistence.compile(
+                backend.stick_rules,
+                acls_by_name(backend.acls),
+                tables or {},
+                backend.name,
+            )
+            if backend.stick_rules
+            else None,
         )
 
     def tier(self) -> list[ServerState]:
@@ -159,6 +181,8 @@ class FrontendRuntime:
     forwardfor: ForwardedFor | None
     maxconn: int | None
     listen: bool = False
+    identity: IdentityHeaders = attrs.Factory(IdentityHeaders)
+    forged: frozenset[str] = frozenset()
 
     def route(self, context: IRequestContext) -> BackendRuntime | None:
         """The backend for a request: the first rule that matches, or the default."""
@@ -169,8 +193,16 @@ class FrontendRuntime:
 
     @classmethod
     def build(
-        cls, frontend: Frontend, backends: dict[str, BackendRuntime]
+        cls,
+        frontend: Frontend,
+        backends: dict[str, BackendRuntime],
+        from_certificates: frozenset[str] = frozenset(),
     ) -> FrontendRuntime:
+        """Compile C{frontend} over C{backends}.
+
+        @param from_certificates: the headers that rules set from the
+            client's certificate, which no client may send.
+        """
         named = acls_by_name(frontend.acls)
         routes = [
             (
@@ -202,6 +234,8 @@ class FrontendRuntime:
             else None,
             maxconn=frontend.maxconn,
             listen=frontend.listen,
+            identity=frontend.identity,
+            forged=forged(frontend.identity, from_certificates),
         )
 
     def backend_rules(self, backend: BackendRuntime) -> RuleSet | None:
@@ -214,7 +248,12 @@ class FrontendRuntime:
 
 def build_backends(config: Config) -> dict[str, BackendRuntime]:
     """Compile every backend of a checked configuration, by name."""
-    return {b.name: BackendRuntime.build(b) for b in config.backends}
+    tables = {
+        b.name: StickTableRuntime(b.stick_table, b.name)
+        for b in config.backends
+        if b.stick_table is not None
+    }
+    return {b.name: BackendRuntime.build(b, tables) for b in config.backends}
 
 
 def build_runtime(
@@ -224,4 +263,8 @@ def build_runtime(
     C{backends} (by default, compiled afresh)."""
     if backends is None:
         backends = build_backends(config)
-    return {f.name: FrontendRuntime.build(f, backends) for f in config.frontends}
+    from_certificates = certificate_headers(config)
+    return {
+        f.name: FrontendRuntime.build(f, backends, from_certificates)
+        for f in config.frontends
+    }

@@ -8,6 +8,7 @@ import attrs
 
 from certlb.config.addresses import format_address
 from certlb.config.model import Server
+from certlb.tls.client import UpstreamTLS
 
 
 @attrs.define(eq=False)
@@ -21,6 +22,7 @@ class ServerState:
         C{maxconn} and C{first}).
     @ivar monitor: its health checker, if C{check} is set: told of what
         requests see (C{observe}).
+    @ivar tls: its TLS settings, if it has C{ssl}.
     """
 
     name: str
@@ -35,6 +37,7 @@ class ServerState:
     spec: Server | None = None
     active: int = 0
     monitor: Any = None
+    tls: UpstreamTLS | None = None
 
     @classmethod
     def from_spec(cls, spec: Server, backend: str) -> ServerState:
@@ -48,6 +51,7 @@ class ServerState:
             maxconn=spec.maxconn,
             backend=backend,
             spec=spec,
+            tls=UpstreamTLS.for_server(spec) if spec.ssl else None,
         )
 
     @property

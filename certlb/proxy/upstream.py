@@ -5,28 +5,42 @@ servers).  Its response is parsed strictly, by llhttp through C{httptools}, and
 handed piece by piece to the L{ResponseHandler} that sent the request.  When
 the response is complete and both sides agree to keep the connection, it goes
 back to the L{ConnectionPool} for the next request to the same server.
+
+Towards a server with C{ssl}, a connection is handed out once its TLS
+handshake is done, within C{timeout connect}; a handshake that fails (the
+server's certificate refused, or the server refusing certlb) is a connection
+failure.  TLS connections are pooled by server and SNI.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Hashable
 from typing import Any
 from typing import Protocol as TypingProtocol
 
 import httptools
+from OpenSSL import SSL
 from twisted.internet import error
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
 )
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from certlb.config.addresses import format_address
 from certlb.proxy.http import (
     CHUNKED,
     LAST_CHUNK,
@@ -39,6 +53,8 @@ from certlb.proxy.http import (
     body_framing,
     connection_tokens,
 )
+from certlb.rules.interfaces import IRequestContext
+from certlb.tls.client import UpstreamTLS, handshake_failure, tls_error
 
 log = Logger()
 
@@ -109,14 +125,28 @@ class _BodyProducer:
         self.body.resume()
 
 
+@implementer(IHandshakeListener)
 class UpstreamConnection(Protocol):
-    """One HTTP/1.1 connection to a server."""
+    """One HTTP/1.1 connection to a server.
+
+    @ivar ready: over TLS, fires with this connection once the handshake is
+        done, or fails with L{UpstreamError}; C{None} otherwise.
+    """
 
     transport: Any
 
-    def __init__(self, pool: ConnectionPool, key: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        key: Hashable,
+        tls: bool = False,
+        connect_timeout: float = 0.0,
+    ) -> None:
         self.pool = pool
         self.key = key
+        self.ready: Deferred[UpstreamConnection] | None = Deferred() if tls else None
+        self._connect_timeout = connect_timeout
+        self._handshake_timer: IDelayedCall | None = None
         self.clock: IReactorTime = pool.reactor
         self.handler: ResponseHandler | None = None
         self.reused = False
@@ -145,15 +175,63 @@ class UpstreamConnection(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        if self.ready is not None:
+            self._handshake_timer = self.clock.callLater(
+                self._connect_timeout, self._handshake_timed_out
+            )
+
+    def handshakeCompleted(self) -> None:
+        ready, self.ready = self.ready, None
+        self._stop_handshake_timer()
+        if ready is not None:
+            ready.callback(self)
+
+    def _handshake_timed_out(self) -> None:
+        self._handshake_timer = None
+        ready, self.ready = self.ready, None
+        if ready is not None:
+            self.transport.abortConnection()
+            ready.errback(
+                UpstreamError(
+                    502,
+                    f"TLS handshake with {self._address()} not done after "
+                    f"{self._connect_timeout:g}s (timeout connect)",
+                    "conn-failure",
+                )
+            )
+
+    def _stop_handshake_timer(self) -> None:
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+
+    def _address(self) -> str:
+        host, port = self.key[:2]  # type: ignore[index]
+        return format_address(host, port)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
         self._cancel_timers()
+        self._stop_handshake_timer()
         self.pool.lost(self)
+        ready, self.ready = self.ready, None
+        if ready is not None:
+            # The handshake did not end: nothing was sent yet.
+            why = handshake_failure(self.transport, reason)
+            ready.errback(
+                UpstreamError(502, f"{self._address()}: {why}", "conn-failure")
+            )
+            return
         handler, self.handler = self.handler, None
         if handler is None:
             return
         clean = reason.check(error.ConnectionDone) is not None
+        if not self._answered and not self.reused and reason.check(SSL.Error):
+            # The server's TLS refused certlb after the handshake (as a TLS
+            # 1.3 server does a client certificate): no request was read.
+            why = f"the server refused the TLS connection: {tls_error(reason)}"
+            handler.response_failed(UpstreamError(502, why, "conn-failure"), self)
+            return
         if self._head_received and self._framing == UNTIL_CLOSE and clean:
             # A body delimited by the end of the connection is complete now
             # (but not when the connection was reset).
@@ -457,28 +535,50 @@ class ConnectionPool:
         self.reactor = reactor
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
-        self._idle: dict[tuple[str, int], list[UpstreamConnection]] = {}
+        self._idle: dict[Hashable, list[UpstreamConnection]] = {}
 
     def acquire(
-        self, host: str, port: int, connect_timeout: float, fresh: bool = False
+        self,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        fresh: bool = False,
+        tls: UpstreamTLS | None = None,
+        request: IRequestContext | None = None,
     ) -> Deferred[UpstreamConnection]:
         """A connection to C{host:port}: an idle one if any (unless C{fresh}),
         else a new one.
 
+        @param tls: the server's TLS settings, when it has C{ssl}.
+        @param request: the request to send, of which C{tls} takes its SNI.
         @return: a Deferred that fails with L{UpstreamError} when the server
-            cannot be reached.
+            cannot be reached (or its TLS handshake fails).
         """
-        key = (host, port)
+        sni = None
+        if tls is not None:
+            try:
+                sni = tls.server_name(request)
+            except Exception:
+                return fail()
+        key: Hashable = (host, port) if tls is None else (host, port, tls, sni)
         idle = self._idle.get(key)
         while idle and not fresh:
             connection = idle.pop()
+            if not idle:
+                del self._idle[key]
             if connection.reusable and not connection.transport.disconnecting:
                 connection._cancel_idle()
                 return succeed(connection)
         endpoint = client_endpoint(self.reactor, host, port, connect_timeout)
-        factory = _UpstreamFactory(self, key)
-        d: Deferred[UpstreamConnection] = endpoint.connect(factory)
+        factory: Any = _UpstreamFactory(self, key, tls is not None, connect_timeout)
+        if tls is not None:
+            factory = TLSMemoryBIOFactory(
+                tls.connector(sni), True, factory, clock=self.reactor
+            )
+        d: Deferred[Any] = endpoint.connect(factory)
         d.addErrback(_connect_error, host, port, connect_timeout)
+        if tls is not None:
+            d.addCallback(_handshake)
         return d
 
     def release(self, connection: UpstreamConnection) -> None:
@@ -499,6 +599,9 @@ class ConnectionPool:
         idle = self._idle.get(connection.key)
         if idle and connection in idle:
             idle.remove(connection)
+            if not idle:
+                # Keys may come from requests (SNI): keep none that is empty.
+                del self._idle[connection.key]
 
     def close(self) -> None:
         """Close every idle connection (at shutdown)."""
@@ -510,15 +613,33 @@ class ConnectionPool:
         self._idle.clear()
 
 
+def _handshake(protocol: Any) -> Deferred[UpstreamConnection]:
+    """The connection inside a TLS one, once its handshake is done."""
+    connection: UpstreamConnection = protocol.wrappedProtocol
+    if connection.ready is not None:
+        return connection.ready
+    if connection.connected:  # done already
+        return succeed(connection)
+    return fail(UpstreamError(502, "the TLS connection ended at once", "conn-failure"))
+
+
 class _UpstreamFactory(Factory):
     noisy = False
 
-    def __init__(self, pool: ConnectionPool, key: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        key: Hashable,
+        tls: bool = False,
+        connect_timeout: float = 0.0,
+    ) -> None:
         self.pool = pool
         self.key = key
+        self.tls = tls
+        self.connect_timeout = connect_timeout
 
     def buildProtocol(self, addr: object) -> UpstreamConnection:
-        return UpstreamConnection(self.pool, self.key)
+        return UpstreamConnection(self.pool, self.key, self.tls, self.connect_timeout)
 
 
 def client_endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:

@@ -18,6 +18,7 @@ from certlb.rules.fetches import (
     AclDerivative,
 )
 from certlb.rules.interfaces import ICondition, IRequestContext
+from certlb.rules.maps import relative_to
 from certlb.rules.matching import DEFAULT_METHOD, compile_matcher
 
 
@@ -110,7 +111,8 @@ def _compile(expression: SampleExpression, in_acl: bool) -> _Compiled:
                 + suggest(converter_name, CONVERTERS),
             )
         try:
-            convert = converter.compile(args)
+            with relative_to(expression.location.file):
+                convert = converter.compile(args)
         except ValueError as e:
             raise RuleError(expression.location, str(e)) from None
         try:

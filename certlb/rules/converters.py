@@ -12,8 +12,10 @@ error when the configuration is loaded.
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,7 @@ import attrs
 from zope.interface import implementer
 
 from certlb.rules.interfaces import IConverter
+from certlb.rules.maps import MAP_CONVERTERS
 from certlb.tls.verify_codes import VERIFY_CODES
 
 Value = Any
@@ -181,12 +184,264 @@ class ArithmeticConverter:
         return lambda value: _clamp(value + operand)
 
 
+def _integer_arg(
+    name: str, text: str, what: str, example: str, variables: bool = False
+) -> int:
+    """An integer argument, or a ValueError that shows how to write one.
+
+    @param variables: HAProxy takes a variable there too, as certlb does not.
+    """
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(
+            f"'{name}' needs {what}, as in {example}, not {text!r}"
+            + (" (certlb does not support variables here yet)" if variables else "")
+        )
+    return int(text)
+
+
+def _arg_count(
+    name: str, args: tuple[str, ...], low: int, high: int, usage: str
+) -> None:
+    if not low <= len(args) <= high:
+        raise ValueError(
+            f"'{name}' is written {usage}, but was given {len(args)} arguments"
+        )
+
+
+@implementer(IConverter)
+@attrs.frozen
+class DigestConverter:
+    """C{digest(ALGORITHM)}: a message digest of the bytes, as bytes, with
+    any OpenSSL digest name that Python's C{hashlib} knows (sha256, md5,
+    sha3-256, ...)."""
+
+    name: str = "digest"
+    input: str = "bin"
+    output: str = "bin"
+
+    def compile(self, args: tuple[str, ...]) -> Convert:
+        _arg_count(self.name, args, 1, 1, "digest(ALGORITHM), as in digest(sha256)")
+        return _digest(args[0])
+
+
+@implementer(IConverter)
+@attrs.frozen
+class Sha2Converter:
+    """C{sha2([BITS])}: the SHA-2 digest of the bytes, of 224, 256 (the
+    default), 384 or 512 bits."""
+
+    name: str = "sha2"
+    input: str = "bin"
+    output: str = "bin"
+
+    def compile(self, args: tuple[str, ...]) -> Convert:
+        _arg_count(self.name, args, 0, 1, "sha2 or sha2(BITS)")
+        bits = 256
+        if args:
+            bits = _integer_arg(self.name, args[0], "a number of bits", "sha2(512)")
+        if bits not in (224, 256, 384, 512):
+            raise ValueError(
+                f"'sha2' makes digests of 224, 256, 384 or 512 bits, not {bits}"
+            )
+        return _digest(f"sha{bits}")
+
+
+def _digest(algorithm: str) -> Convert:
+    try:
+        # An extendable-output function (shake128) has no fixed size.
+        known = hashlib.new(algorithm).digest_size > 0
+    except ValueError:
+        known = False
+    if not known:
+        raise ValueError(
+            f"unknown digest algorithm {algorithm!r}; write an OpenSSL digest "
+            "name such as sha256, sha512, sha3-256 or md5"
+        )
+    return lambda data: hashlib.new(algorithm, data).digest()
+
+
+@implementer(IConverter)
+@attrs.frozen
+class BytesConverter:
+    """C{bytes(OFFSET[,LENGTH])}: a slice of the bytes.  An offset at or
+    beyond the end gives empty bytes; a length beyond it, the rest."""
+
+    name: str = "bytes"
+    input: str = "bin"
+    output: str = "bin"
+
+    def compile(self, args: tuple[str, ...]) -> Convert:
+        _arg_count(self.name, args, 1, 2, "bytes(OFFSET) or bytes(OFFSET,LENGTH)")
+        offset = _integer_arg(
+            self.name, args[0], "an offset of 0 or more", "bytes(2)", variables=True
+        )
+        if offset < 0:
+            raise ValueError(f"'bytes' needs an offset of 0 or more, not {offset}")
+        if len(args) == 1:
+            return lambda data: data[offset:]
+        length = _integer_arg(
+            self.name, args[1], "a length of 1 or more", "bytes(2,4)", variables=True
+        )
+        if length <= 0:
+            raise ValueError(f"'bytes' needs a length of 1 or more, not {length}")
+        return lambda data: data[offset : offset + length]
+
+
+@implementer(IConverter)
+@attrs.frozen
+class FieldConverter:
+    """C{field(INDEX,DELIMITERS[,COUNT])}: the INDEXth field of the text
+    (1-based; negative counts from the end), split at any of the delimiter
+    characters; COUNT fields from there (towards the start for a negative
+    index), 0 for all of them.  No value when there is no such field."""
+
+    name: str = "field"
+    input: str = "str"
+    output: str = "str"
+
+    def compile(self, args: tuple[str, ...]) -> Convert:
+        usage = "field(INDEX,DELIMITERS) or field(INDEX,DELIMITERS,COUNT)"
+        _arg_count(self.name, args, 2, 3, usage)
+        index = _integer_arg(self.name, args[0], "a field number", "field(2,/)")
+        if index == 0:
+            raise ValueError(
+                "'field' counts fields from 1 (or from -1, the last): 0 is no field"
+            )
+        if not args[1]:
+            raise ValueError("'field' needs at least one delimiter, as in field(2,/)")
+        count = 1
+        if len(args) == 3:
+            count = _integer_arg(
+                self.name, args[2], "a number of fields", "field(2,/,3)"
+            )
+        splitter = re.compile("|".join(map(re.escape, args[1])))
+        return lambda text: _field(splitter, text, index, count)
+
+
+def _field(splitter: re.Pattern[str], text: str, index: int, count: int) -> str | None:
+    # Spans of the fields, empty ones included; as in HAProxy, a negative
+    # COUNT takes every field, as 0 does.
+    delimiters = [m.start() for m in splitter.finditer(text)]
+    starts = [0, *(d + 1 for d in delimiters)]
+    ends = [*delimiters, len(text)]
+    n = len(starts)
+    if index > 0:
+        first = index - 1
+        if first >= n:
+            return None
+        last = n - 1 if count <= 0 else min(first + count, n) - 1
+    else:
+        last = n + index
+        if last < 0:
+            return None
+        first = 0 if count <= 0 else max(last - count + 1, 0)
+    return text[starts[first] : ends[last]]
+
+
+# RFC 3986's unreserved characters; url_enc escapes every other byte.
+_UNRESERVED = "-._~"
+
+
+@implementer(IConverter)
+@attrs.frozen
+class UrlEncConverter:
+    """C{url_enc([query])}: the text percent-encoded for a query string."""
+
+    name: str = "url_enc"
+    input: str = "str"
+    output: str = "str"
+
+    def compile(self, args: tuple[str, ...]) -> Convert:
+        _arg_count(self.name, args, 0, 1, "url_enc or url_enc(query)")
+        if args and args[0] not in ("", "query"):
+            raise ValueError(
+                f"'url_enc' knows only the encoding type 'query', not {args[0]!r}"
+            )
+        return lambda text: urllib.parse.quote(to_bytes(text), safe=_UNRESERVED)
+
+
+@implementer(IConverter)
+@attrs.frozen
+class RegsubConverter:
+    """C{regsub(REGEX,SUBST[,FLAGS])}: the text with the first match of REGEX
+    (every match with flag C{g}; case-insensitive with flag C{i}) replaced
+    by SUBST, in which C{\\1} ... C{\\9} are the groups, C{\\0} the match."""
+
+    name: str = "regsub"
+    input: str = "str"
+    output: str = "str"
+
+    def compile(self, args: tuple[str, ...]) -> Convert:
+        _arg_count(
+            self.name, args, 2, 3, "regsub(REGEX,SUBST) or regsub(REGEX,SUBST,FLAGS)"
+        )
+        flags = args[2] if len(args) == 3 else ""
+        for flag in flags:
+            if flag not in "ig":
+                raise ValueError(
+                    f"'regsub' has no flag {flag!r}: its flags are i (ignore "
+                    "case) and g (replace every match)"
+                )
+        try:
+            regex = re.compile(args[0], re.IGNORECASE if "i" in flags else 0)
+        except re.error as e:
+            raise ValueError(
+                f"'regsub': bad regular expression {args[0]!r}: {e}"
+            ) from None
+        expand = compile_substitution(args[1])
+        count = 0 if "g" in flags else 1
+        return lambda text: regex.sub(expand, text, count)
+
+
+_SUBSTITUTION = re.compile(r"\\(?:([0-9])|x([0-9A-Fa-f]{2})|(.))|([^\\]+)|(\\)", re.S)
+
+
+def compile_substitution(template: str) -> Callable[[re.Match[str]], str]:
+    """HAProxy's substitution syntax: C{\\N} is group N (empty when it did
+    not take part), C{\\xHH} a byte, a backslash before any other character
+    is dropped.
+
+    @raise ValueError: a lone backslash at the end, or C{\\x} without two
+        hexadecimal digits.
+    """
+    parts: list[str | int] = []
+    for m in _SUBSTITUTION.finditer(template):
+        group, hex_byte, other, literal, lone = m.groups()
+        if lone is not None or (other == "x" and hex_byte is None):
+            raise ValueError(
+                f"'regsub': in {template!r}, a backslash must be followed by a "
+                "digit (a group), x and two hexadecimal digits, or the "
+                "character it escapes"
+            )
+        if group is not None:
+            parts.append(int(group))
+        elif hex_byte is not None:
+            parts.append(chr(int(hex_byte, 16)))
+        else:
+            parts.append(other if literal is None else literal)
+
+    def expand(match: re.Match[str]) -> str:
+        out: list[str] = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+            elif part <= (match.re.groups):
+                out.append(match.group(part) or "")
+        return "".join(out)
+
+    return expand
+
+
 def _hex(data: bytes) -> str:
     return data.hex().upper()
 
 
 def _base64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _sha1(data: bytes) -> bytes:
+    return hashlib.sha1(data).digest()
 
 
 def _x509_v_err_str(code: int) -> str:
@@ -202,15 +457,18 @@ BUILTIN_CONVERTERS: tuple[IConverter, ...] = (
     Converter("x509_v_err_str", "int", "str", _x509_v_err_str),
     ArithmeticConverter("add", +1),
     ArithmeticConverter("sub", -1),
+    Converter("sha1", "bin", "bin", _sha1),
+    DigestConverter(),
+    Sha2Converter(),
+    BytesConverter(),
+    FieldConverter(),
+    UrlEncConverter(),
+    RegsubConverter(),
+    *MAP_CONVERTERS,
 )
 
 CONVERTERS: dict[str, IConverter] = {c.name: c for c in BUILTIN_CONVERTERS}
 
 # HAProxy's names that certlb knows but does not implement yet: using one is
 # an error that says so, rather than "unknown".
-CONVERTERS_LATER = frozenset(
-    """
-    digest sha1 sha2 regsub url_enc field bytes map map_str map_beg map_sub
-    map_reg map_ip json
-    """.split()
-)
+CONVERTERS_LATER = frozenset({"json"})

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 from zope.interface import implementer
 
+from certlb.rules.cert_fetches import CERTIFICATE_FETCHES
 from certlb.rules.converters import (
     BUILTIN_CONVERTERS,
     CONVERTERS,
@@ -208,6 +209,8 @@ BUILTIN_FETCHES: tuple[IFetch, ...] = (
     TlsFetch("ssl_fc_sni", "str", "sni"),
     TlsFetch("ssl_fc_protocol", "str", "protocol"),
     TlsFetch("ssl_fc_cipher", "str", "cipher"),
+    TlsFetch("ssl_fc_is_resumed", "bool", "resumed"),
+    *CERTIFICATE_FETCHES,
     Fetch("method", "str", lambda context: context.method),
     Fetch("url", "str", lambda context: context.target),
     Fetch("path", "str", lambda context: context.path),
@@ -245,11 +248,7 @@ ACL_DERIVATIVES: dict[str, AclDerivative] = {
 # an error that says so, rather than "unknown".
 FETCHES_LATER = frozenset(
     """
-    ssl_fc ssl_fc_is_resumed ssl_c_s_dn
-    ssl_c_i_dn ssl_c_serial ssl_c_sha1 ssl_c_der ssl_c_chain_der ssl_c_notbefore
-    ssl_c_notafter ssl_c_version ssl_c_sig_alg ssl_c_key_alg ssl_c_san
-    ssl_c_r_dn ssl_f_s_dn ssl_f_i_dn ssl_f_serial ssl_f_sha1 ssl_f_der
-    ssl_f_notbefore ssl_f_notafter ssl_f_version ssl_f_sig_alg ssl_f_key_alg
+    ssl_fc
     url_param hdr_val req.cook cook base base_beg base_sub req_ssl_sni http_auth
     nbsrv srv_is_up be_id fe_id
     """.split()

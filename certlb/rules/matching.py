@@ -2,7 +2,8 @@
 
 A matcher takes a sample value and says whether any pattern matches it.  When
 no C{-m} is given, the method follows the fetch's output type: C{bool} for
-booleans, C{int} for integers, C{str} (exact) for strings, C{ip} for addresses.
+booleans, C{int} for integers, C{str} (exact) for strings, C{ip} for addresses,
+C{bin} (hexadecimal patterns) for binary data.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from certlb.rules.converters import to_text
+from certlb.rules.converters import to_bytes, to_text
 
 Matcher = Callable[[Any], bool]
 
 STRING_METHODS = ("str", "beg", "end", "sub", "reg", "dir", "dom", "len")
-METHODS = ("found", "bool", "int", "ip", *STRING_METHODS)
-DEFAULT_METHOD = {"bool": "bool", "int": "int", "str": "str", "ip": "ip"}
+METHODS = ("found", "bool", "int", "ip", "bin", *STRING_METHODS)
+DEFAULT_METHOD = {"bool": "bool", "int": "int", "str": "str", "ip": "ip", "bin": "bin"}
 _OPERATORS: dict[str, Callable[[int, int], bool]] = {
     "eq": operator.eq,
     "ne": operator.ne,
@@ -52,6 +53,8 @@ def compile_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> 
         return lambda value: value is not None and test(len(as_text(value)))
     if method == "ip":
         return _ip_matcher(patterns)
+    if method == "bin":
+        return _bin_matcher(patterns)
     if method in STRING_METHODS:
         return _string_matcher(method, patterns, ignore_case)
     raise ValueError(
@@ -156,6 +159,29 @@ def _ip_matcher(patterns: Sequence[str]) -> Matcher:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
             address = address.ipv4_mapped
         return any(address in network for network in networks)
+
+    return match
+
+
+def _bin_matcher(patterns: Sequence[str]) -> Matcher:
+    """HAProxy's C{bin}: the sample's bytes are those a pattern writes in
+    hexadecimal (C{ssl_c_serial 0A1B}); text is compared by its bytes."""
+    wanted = set()
+    for pattern in patterns:
+        try:
+            wanted.add(bytes.fromhex(pattern))
+        except ValueError:
+            raise ValueError(
+                f"{pattern!r} is not binary data in hexadecimal; write an even "
+                "number of hexadecimal digits, as in 0A1B2C"
+            ) from None
+
+    def match(value: Any) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, bytes):
+            value = to_bytes(as_text(value))
+        return value in wanted
 
     return match
 

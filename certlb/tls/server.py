@@ -132,13 +132,7 @@ def build_context(
         context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
         context.set_options(SSL.OP_NO_TICKET)
         if crl_file is not None:
-            store = context.get_cert_store()
-            assert store is not None
-            for crl in load_crls(crl_file):
-                store.add_crl(crl)
-            store.set_flags(
-                crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL
-            )
+            check_crls(context, crl_file)
     context.set_verify(VERIFY_FLAGS[verify], _verify_callback)
     return context
 
@@ -168,3 +162,18 @@ class ServerTLS:
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
         return RecordingConnection(self.context, VerifyRecord(self.policy))
+
+
+def check_crls(context: SSL.Context, crl_file: str) -> None:
+    """Make C{context} check the revocation of every certificate of a peer's
+    chain against the CRLs of C{crl_file}.
+
+    @raise PemError: the file holds no CRL, or cannot be read.
+    """
+    store = context.get_cert_store()
+    assert store is not None
+    for crl in load_crls(crl_file):
+        store.add_crl(crl)
+    store.set_flags(
+        crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL
+    )

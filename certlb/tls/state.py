@@ -7,15 +7,19 @@ the HTTP side reads one frozen L{ClientCertState}, built once per connection.
 
 from __future__ import annotations
 
+import weakref
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import attrs
 from cryptography import x509
+from OpenSSL import crypto
 
+from certlb.tls.certinfo import CertificateFacts, session_reused
 from certlb.tls.verify_codes import describe
 
 if TYPE_CHECKING:
-    from OpenSSL.SSL import Connection
+    from OpenSSL.SSL import Connection, Context
 
 ALL = "all"
 
@@ -68,6 +72,14 @@ class ClientCertState:
     @ivar protocol: the TLS version, as in C{TLSv1.3}.
     @ivar cipher: the cipher suite's OpenSSL name.
     @ivar sni: the server name the client asked for, if any.
+    @ivar chain: the certificates the client sent after its own, as it sent
+        them (C{ssl_c_chain_der}).
+    @ivar verified_chain: the chain OpenSSL verified, from the client's
+        certificate to a CA of the C{ca-file}, as OpenSSL gives it (turned
+        into L{root} only when a rule asks for C{ssl_c_r_dn}).
+    @ivar local_certificate: certlb's own certificate, which this connection
+        presented to the client (C{ssl_f_*}).
+    @ivar resumed: the session was resumed (C{ssl_fc_is_resumed}).
     """
 
     has_crt: bool = False
@@ -81,6 +93,48 @@ class ClientCertState:
     protocol: str | None = None
     cipher: str | None = None
     sni: str | None = None
+    chain: tuple[x509.Certificate, ...] = ()
+    verified_chain: tuple[crypto.X509, ...] = attrs.field(
+        default=(), eq=False, repr=False
+    )
+    local_certificate: x509.Certificate | None = None
+    resumed: bool = False
+
+    @cached_property
+    def peer(self) -> CertificateFacts | None:
+        """The client certificate's fields, each read once per connection."""
+        return None if self.certificate is None else CertificateFacts(self.certificate)
+
+    @cached_property
+    def local(self) -> CertificateFacts | None:
+        """certlb's own certificate's fields, each read once per connection."""
+        if self.local_certificate is None:
+            return None
+        return CertificateFacts(self.local_certificate)
+
+    @cached_property
+    def chain_der(self) -> bytes | None:
+        """The certificates of L{chain} in DER, one after the other; None
+        without any (C{ssl_c_chain_der})."""
+        if not self.chain:
+            return None
+        return b"".join(CertificateFacts(c).der for c in self.chain)
+
+    @cached_property
+    def root(self) -> x509.Certificate | None:
+        """The root CA of the verified chain, as HAProxy finds it: the first
+        self-issued certificate of the chain, else its last (C{ssl_c_r_dn})."""
+        for candidate in self.verified_chain:
+            if candidate.get_subject() == candidate.get_issuer():
+                return candidate.to_cryptography()
+        if not self.verified_chain:
+            return None
+        return self.verified_chain[-1].to_cryptography()
+
+    @cached_property
+    def root_facts(self) -> CertificateFacts | None:
+        """The root CA's fields, read once per connection."""
+        return None if self.root is None else CertificateFacts(self.root)
 
 
 @attrs.define(eq=False)
@@ -120,6 +174,9 @@ class VerifyRecord:
         crt_errors = [e for e in self.errors if e.depth == 0]
         ca_errors = [e for e in self.errors if e.depth > 0]
         certificate = connection.get_peer_certificate(as_cryptography=True)
+        # On a server, OpenSSL's peer chain holds what the client sent after
+        # its own certificate (HAProxy's ssl_c_chain_der gives the same).
+        chain = connection.get_peer_cert_chain(as_cryptography=True) or ()
         name = connection.get_servername()
         return ClientCertState(
             has_crt=self.presented,
@@ -134,7 +191,33 @@ class VerifyRecord:
             cipher=connection.get_cipher_name(),
             # Host names in SNI are ASCII; anything else is shown escaped.
             sni=name.decode("ascii", "backslashreplace") if name else None,
+            chain=tuple(chain),
+            verified_chain=(
+                tuple(connection.get_verified_chain() or ())
+                if certificate is not None
+                else ()
+            ),
+            local_certificate=_local_certificate(connection),
+            resumed=session_reused(connection),
         )
+
+
+# certlb's own certificate, by the OpenSSL context (one per bind) that
+# presents it: converted once per bind rather than once per connection.
+_LOCAL_CERTIFICATES: weakref.WeakKeyDictionary[Context, x509.Certificate | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _local_certificate(connection: Connection) -> x509.Certificate | None:
+    """The certificate this connection presented (certlb's own)."""
+    context = connection.get_context()
+    try:
+        return _LOCAL_CERTIFICATES[context]
+    except KeyError:
+        certificate = connection.get_certificate(as_cryptography=True)
+        _LOCAL_CERTIFICATES[context] = certificate
+        return certificate
 
 
 def verify_record(transport: object) -> VerifyRecord | None:
