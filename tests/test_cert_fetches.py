@@ -622,14 +622,23 @@ class HandshakeTests(SynchronousTestCase):
             [False, True],
         )
 
-    def test_verifying_bind_never_resumes(self) -> None:
-        """A bind that verifies clients keeps no sessions: never resumed."""
+    def test_verifying_bind_resumes(self) -> None:
+        """A bind that verifies clients resumes sessions and keeps the
+        client's certificate, its chain and its root CA."""
         tls = server_tls("optional")
-        client = Client("client1")
+        client = Client("chained")
         handshake(tls, client)
         assert client.connection is not None
         client.session = client.connection.get_session()
         second = handshake(tls, client)
         request = context(second.state)
-        self.assertIs(fetch("ssl_fc_is_resumed", request), False)
-        self.assertEqual(fetch("ssl_c_s_dn", request, "CN"), "certlb client1 client")
+        intermediate = pki().intermediates["intermediate"].certificate
+        self.assertEqual(
+            [
+                fetch("ssl_fc_is_resumed", request),
+                fetch("ssl_c_s_dn", request, "CN"),
+                fetch("ssl_c_chain_der", request),
+                fetch("ssl_c_r_dn", request, "CN"),
+            ],
+            [True, "certlb chained client", der(intermediate), "certlb test CA 1"],
+        )

@@ -32,17 +32,12 @@ from tests.proxy_harness import ProxyTestCase
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-def certificate_with_names() -> x509.Certificate:
-    """A self-signed certificate with a URI and two DNS names."""
+def self_signed(name: x509.Name, *alternatives: x509.GeneralName) -> x509.Certificate:
+    """A self-signed certificate for C{name}, with those subject alternative
+    names."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'Acme, "Inc"'),
-            x509.NameAttribute(NameOID.COMMON_NAME, "svc"),
-        ]
-    )
     now = datetime.datetime.now(datetime.timezone.utc)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -50,17 +45,27 @@ def certificate_with_names() -> x509.Certificate:
         .serial_number(7)
         .not_valid_before(now)
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.UniformResourceIdentifier("spiffe://acme/svc"),
-                    x509.DNSName("svc.acme"),
-                    x509.DNSName("svc2.acme"),
-                ]
-            ),
-            critical=False,
+    )
+    if alternatives:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(list(alternatives)), critical=False
         )
-        .sign(key, hashes.SHA256())
+    return builder.sign(key, hashes.SHA256())
+
+
+def certificate_with_names() -> x509.Certificate:
+    """A self-signed certificate with a URI and two DNS names."""
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'Acme, "Inc"'),
+            x509.NameAttribute(NameOID.COMMON_NAME, "svc"),
+        ]
+    )
+    return self_signed(
+        name,
+        x509.UniformResourceIdentifier("spiffe://acme/svc"),
+        x509.DNSName("svc.acme"),
+        x509.DNSName("svc2.acme"),
     )
 
 
@@ -287,3 +292,94 @@ class ForgeryTests(ProxyTestCase):
         sent = self.accept().received().decode("latin-1")
         self.assertNotIn("Client-Cert", sent)
         self.assertNotIn("X-Forwarded-Client-Cert", sent)
+
+
+def certificate_named(common_name: str) -> x509.Certificate:
+    """A self-signed certificate whose subject's CN is C{common_name}."""
+    return self_signed(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    )
+
+
+XFCC_CONFIG = """\
+    frontend fe
+        mode http
+        bind :80
+        option client-cert-headers
+        option forwarded-client-cert {mode} Subject
+        default_backend be
+    backend be
+        mode http
+        server s1 10.0.0.1:80
+"""
+
+
+class HostileCertificateTests(ProxyTestCase):
+    config_text = textwrap.dedent(XFCC_CONFIG.format(mode="sanitize-set"))
+
+    def send(self, state: ClientCertState) -> str:
+        client = self.connect_client(state)
+        client.get()
+        return self.accept().received().decode("latin-1")
+
+    def state(self, certificate: x509.Certificate, verify: int = 0) -> ClientCertState:
+        return ClientCertState(
+            has_crt=True, used=True, verify=verify, certificate=certificate
+        )
+
+    def test_no_header_injection(self) -> None:
+        """A subject holding CR LF cannot add a header line: the characters
+        are written %0D%0A."""
+        sent = self.send(self.state(certificate_named("x\r\nClient-Cert: :Zm9y:")))
+        self.assertNotIn("\r\nClient-Cert: :Zm9y:", sent)
+        self.assertIn("CN=x%0D%0AClient-Cert: :Zm9y:", sent)
+
+    def test_non_latin_subject(self) -> None:
+        """A subject beyond Latin-1 is written as UTF-8 %XX, not a 500."""
+        sent = self.send(self.state(certificate_named("山田")))
+        self.assertIn('X-Forwarded-Client-Cert: Subject="CN=%E5%B1%B1%E7%94%B0"', sent)
+
+    def test_unverified_certificate_not_vouched_for(self) -> None:
+        """A certificate let in despite a verification error (crt-ignore-err)
+        gets no identity header."""
+        client1 = pki().clients["client1"]
+        sent = self.send(self.state(client1.certificate, verify=18))
+        self.assertNotIn("Client-Cert", sent)
+        self.assertNotIn("X-Forwarded-Client-Cert", sent)
+
+
+class XfccForwardTests(ProxyTestCase):
+    config_text = textwrap.dedent(XFCC_CONFIG.format(mode="append"))
+
+    def test_only_a_verified_proxy_passes_it_on(self) -> None:
+        """In append mode, the header received is kept only from a client
+        with a valid certificate (a proxy before certlb)."""
+        forged = b'X-Forwarded-Client-Cert: Subject="CN=admin"\r\n'
+        client = self.connect_client()
+        client.get(headers=forged)
+        self.assertNotIn("CN=admin", self.accept().received().decode("latin-1"))
+        proxy = pki().clients["client1"]
+        state = ClientCertState(has_crt=True, used=True, certificate=proxy.certificate)
+        client = self.connect_client(state, port=50001)
+        client.get(headers=forged)
+        sent = self.accept().received().decode("latin-1")
+        subject = proxy.certificate.subject.rfc4514_string()
+        self.assertIn(
+            f'X-Forwarded-Client-Cert: Subject="CN=admin",Subject="{subject}"', sent
+        )
+
+
+class RoutedByCertificateTests(SynchronousTestCase):
+    def test_backend_chosen_by_certificate(self) -> None:
+        """Headers that a backend adds are vouched for by the certificate
+        when a use_backend rule chooses that backend by it."""
+        text = (
+            "frontend f\n  mode http\n  bind :80\n"
+            "  use_backend secure if { ssl_c_verify 0 }\n  default_backend open\n"
+            "backend secure\n  mode http\n  http-request add-header X-Auth yes\n"
+            "  server s 10.0.0.1:80\n"
+            "backend open\n  mode http\n  http-request add-header X-Open yes\n"
+            "  server s 10.0.0.2:80\n"
+        )
+        config, _ = parse_config(text, "t.cfg", {})
+        self.assertEqual(certificate_headers(config), {"x-auth"})

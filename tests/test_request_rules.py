@@ -211,8 +211,14 @@ class ActionTests(SynchronousTestCase):
         rules = self.rules(
             "http-request deny if { path /admin }", "http-request deny deny_status 401"
         )
-        self.assertEqual(rules.apply(request("/admin")), LocalResponse(403))  # type: ignore[attr-defined]
-        self.assertEqual(rules.apply(request("/")), LocalResponse(401))  # type: ignore[attr-defined]
+        self.assertEqual(
+            rules.apply(request("/admin")),  # type: ignore[attr-defined]
+            LocalResponse(403, denied=True),
+        )
+        self.assertEqual(
+            rules.apply(request("/")),  # type: ignore[attr-defined]
+            LocalResponse(401, denied=True),
+        )
         rules = self.rules(
             "http-request return status 503 content-type text/plain "
             'lf-string "error %[ssl_c_verify]" hdr X-A b',

@@ -347,6 +347,9 @@ class NameTests(SynchronousTestCase):
         tls = tls_for("ssl ca-file ca.crt verifyhost v.example")
         self.assertEqual(tls.expected_name(None), "v.example")
         self.assertEqual(tls.expected_name("a.example"), "a.example")
+        # An address (from a client's Host, say) is not sent as SNI, so it
+        # is not what is checked either.
+        self.assertEqual(tls.expected_name("192.0.2.7"), "v.example")
         self.assertIsNone(tls_for("ssl verify none").expected_name("a.example"))
 
     def test_connector_interface(self) -> None:

@@ -240,3 +240,43 @@ class StickyRequestTests(ProxyTestCase):
         first = self.serve(b"alice")
         self.reactor.advance(601)
         self.assertNotEqual(self.serve(b"alice"), first)
+
+    def test_drained_server_keeps_its_clients(self) -> None:
+        """A server drained with weight 0 still gets the identities stuck to
+        it, as in HAProxy; new ones go elsewhere."""
+        first = self.serve(b"alice")
+        backend = self.frontend.default
+        assert backend is not None
+        drained = next(s for s in backend.servers if s.host == first)
+        drained.weight = 0
+        self.assertEqual(self.serve(b"alice"), first)
+        self.assertNotEqual(self.serve(b"bob"), first)
+
+
+class FullServerTests(ProxyTestCase):
+    config_text = CONFIG.replace(
+        "server s1 10.0.0.1:80", "server s1 10.0.0.1:80 maxconn 1"
+    )
+
+    def test_busy_server_keeps_the_entry(self) -> None:
+        """A request whose server is at its maxconn is served elsewhere, and
+        the identity stays stuck to its server for the next requests."""
+        alice = b"X-User: alice\r\n"
+        first = self.connect_client()
+        first.get(headers=alice)
+        server = self.accept()
+        self.assertEqual(server.host, "10.0.0.1")
+        server.respond(OK)  # stored: alice is on s1
+        busy = self.connect_client(port=50001)
+        busy.get(headers=alice)
+        held = self.accept()
+        self.assertEqual(held.host, "10.0.0.1")  # s1 now has its one slot taken
+        second = self.connect_client(port=50002)
+        second.get(headers=alice)
+        elsewhere = self.accept()
+        self.assertNotEqual(elsewhere.host, "10.0.0.1")
+        elsewhere.respond(OK)
+        held.respond(OK)
+        third = self.connect_client(port=50003)
+        third.get(headers=alice)
+        self.assertEqual(self.accept().host, "10.0.0.1")

@@ -914,14 +914,6 @@ class ResumptionTests(SynchronousTestCase):
         self.assertEqual(client.server_checks, 0, "the server's chain was checked")
         self.assertEqual(second.outcome(), accepted(None))
 
-    def assert_full_handshake(self, verify: str, version: int) -> None:
-        client, second = self.reconnect(verify, version)
-        self.assertEqual(client.server_checks, 2, "the session was resumed")
-        record = second.server.record
-        assert record is not None
-        self.assertTrue(record.presented, "the verify callback did not run")
-        self.assertEqual(second.outcome(), accepted("client1"))
-
     def test_none_resumes_tls13(self) -> None:
         """A verify none bind resumes TLS 1.3 sessions."""
         self.assert_resumed("none", SSL.TLS1_3_VERSION)
@@ -930,25 +922,8 @@ class ResumptionTests(SynchronousTestCase):
         """A verify none bind resumes TLS 1.2 sessions."""
         self.assert_resumed("none", SSL.TLS1_2_VERSION)
 
-    def test_optional_no_resumption_tls13(self) -> None:
-        """A verify optional bind verifies the client again on every TLS 1.3
-        connection: no resumption."""
-        self.assert_full_handshake("optional", SSL.TLS1_3_VERSION)
-
-    def test_optional_no_resumption_tls12(self) -> None:
-        """A verify optional bind verifies the client again on every TLS 1.2
-        connection, even one offering its previous session."""
-        self.assert_full_handshake("optional", SSL.TLS1_2_VERSION)
-
-    def test_required_no_resumption_tls13(self) -> None:
-        """A verify required bind verifies the client again on every TLS 1.3
-        connection: no resumption."""
-        self.assert_full_handshake("required", SSL.TLS1_3_VERSION)
-
-    def test_required_no_resumption_tls12(self) -> None:
-        """A verify required bind verifies the client again on every TLS 1.2
-        connection, even one offering its previous session."""
-        self.assert_full_handshake("required", SSL.TLS1_2_VERSION)
+    # Binds that verify clients resume sessions too, keeping the client's
+    # identity: tests/test_resumption.py.
 
 
 class VerifyCallbackFailureTests(SynchronousTestCase):

@@ -27,12 +27,13 @@ from certlb.config.errors import WARNING, suggest
 from certlb.config.lexer import Word
 from certlb.config.model import (
     ALL_ERRORS,
+    HTTPLOG_FORMAT,
     VERIFY_MODES,
     Bind,
     ForwardFor,
     UseBackend,
 )
-from certlb.config.syntax import Context, Keyword, condition, integer
+from certlb.config.syntax import Context, Keyword, condition, integer, no_effect_in
 from certlb.tls.verify_codes import VERIFY_CODE_NUMBERS, VERIFY_CODES
 
 PROXY_NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")
@@ -304,6 +305,34 @@ def _option_forwardfor(ctx: Context) -> None:
     ctx.draft.forwardfor = ForwardFor(header, network, if_none)
 
 
+def _option_httplog(ctx: Context) -> None:
+    if len(ctx.words) > 2 and ctx.words[2].text == "clf" and not ctx.negate:
+        raise SyntaxProblem(
+            ctx.words[2].location,
+            "'option httplog clf' (the Common Log Format) is not implemented "
+            "yet; write 'option httplog', or a 'log-format' string",
+        )
+    ctx.no_more(2)
+    no_effect_in(ctx, "backend", "defaults, frontend or listen")
+    if ctx.negate:
+        ctx.draft.log_format = None
+    else:
+        ctx.draft.log_format = HTTPLOG_FORMAT
+        ctx.draft.log_format_location = ctx.words[1].location
+
+
+def _log_format(ctx: Context) -> None:
+    text = ctx.arg(1, "a log-format string, as in 'log-format \"%ci:%cp %ST %{+Q}r\"'")
+    if len(ctx.words) > 2:
+        raise SyntaxProblem(
+            ctx.words[2].location,
+            "'log-format' takes one string: put it in double quotes, as in "
+            "'log-format \"%ci:%cp %ST\"'",
+        )
+    ctx.draft.log_format = text.text
+    ctx.draft.log_format_location = text.location
+
+
 def _check_network(word: Word) -> None:
     try:
         ipaddress.ip_network(word.text, strict=False)
@@ -317,6 +346,7 @@ OPTIONS: dict[str, Callable[[Context], None]] = {
     "http-server-close": _option_http_server_close,
     "http-keep-alive": _option_http_keep_alive,
     "forwardfor": _option_forwardfor,
+    "httplog": _option_httplog,
     "httpchk": backend_keywords.option_httpchk,
     "redispatch": backend_keywords.option_redispatch,
     "allbackups": backend_keywords.option_allbackups,
@@ -362,6 +392,7 @@ KEYWORDS: dict[str, Keyword] = {
     "http-request": Keyword("flb", request_rules.http_request),
     "reqadd": Keyword("flb", request_rules.reqadd),
     "redirect": Keyword("flb", request_rules.redirect),
+    "log-format": Keyword("dfl", _log_format),
 }
 
 _LATER = "'{name}' is an HAProxy keyword that certlb does not implement yet"
@@ -372,7 +403,7 @@ UNSUPPORTED: dict[str, str] = {
         reqrep reqdel rspadd http-response http-after-response
         tcp-request tcp-response stick-store persist
         cookie errorfile errorloc monitor-uri stats capture
-        unique-id-format unique-id-header log-format fullconn dispatch
+        unique-id-format unique-id-header fullconn dispatch
         http-reuse compression filter use-server force-persist
         ignore-persist block rate-limit default-server server-template
         email-alert nbthread nbproc cpu-map ssl-default-bind-options

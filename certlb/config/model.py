@@ -21,6 +21,11 @@ BALANCE_ALGORITHMS = (
     "url_param", "hdr", "random", "hash",
 )  # fmt: skip
 # The algorithms that tie a request to a server by what it carries.
+# 'option httplog': HAProxy's HTTP log format (its manual, 8.2.3).
+HTTPLOG_FORMAT = (
+    "%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc "
+    "%ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs %{+Q}r"
+)
 HASHING_ALGORITHMS = ("source", "uri", "url_param", "hdr", "hash")
 HASH_METHODS = ("map-based", "consistent")
 HASH_FUNCTIONS = ("sdbm", "djb2", "crc32", "none")
@@ -407,6 +412,8 @@ class Frontend:
         once for both its sides.
     @ivar grace: at a stop, how long it keeps accepting connections, in
         milliseconds.
+    @ivar log_format: the access log line, a log-format string (from
+        C{option httplog} or C{log-format}); C{None}: no access log.
     """
 
     name: str
@@ -426,6 +433,8 @@ class Frontend:
     forwardfor: ForwardFor | None = None
     grace: int | None = attrs.field(default=None, validator=_positive_or_none)
     identity: IdentityHeaders = IdentityHeaders()
+    log_format: str | None = None
+    log_format_location: Location = NOWHERE
     location: Location = NOWHERE
 
 

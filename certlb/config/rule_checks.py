@@ -40,6 +40,7 @@ from certlb.rules.actions import RedirectAction, compile_action
 from certlb.rules.context import ConnectionInfo, RequestContext
 from certlb.rules.fetches import FETCHES
 from certlb.rules.interfaces import ICondition
+from certlb.rules.logformat import compile_log_format
 from certlb.tls.state import ClientCertState
 from certlb.tls.verify_codes import VERIFY_CODES
 
@@ -113,6 +114,11 @@ def _compile(proxy: Frontend | Backend, complete: bool) -> list[Problem]:
         except UndefinedAcl as e:
             if complete:
                 problems.append(Problem(e.location, e.message))
+        except RuleError as e:
+            problems.append(Problem(e.location, e.message))
+    if isinstance(proxy, Frontend) and proxy.log_format is not None:
+        try:
+            compile_log_format(proxy.log_format, proxy.log_format_location)
         except RuleError as e:
             problems.append(Problem(e.location, e.message))
     for stick in () if isinstance(proxy, Frontend) else proxy.stick_rules:

@@ -42,6 +42,8 @@ class Draft:
     http_server_close: bool = False
     forwardfor: ForwardFor | None = None
     identity: IdentityHeaders = attrs.Factory(IdentityHeaders)
+    log_format: str | None = None
+    log_format_location: Location = NOWHERE
     balance: Balance = attrs.Factory(Balance)
     http_check: HttpCheck | None = None
     httpchk: bool = False  # 'option httpchk' given: HTTP checks are on
@@ -73,6 +75,8 @@ class Draft:
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,
             identity=self.identity,
+            log_format=self.log_format,
+            log_format_location=self.log_format_location,
             balance=self.balance,
             http_check=self.http_check,
             httpchk=self.httpchk,
@@ -109,6 +113,8 @@ class Draft:
             forwardfor=self.forwardfor,
             grace=self.grace,
             identity=self.identity,
+            log_format=self.log_format,
+            log_format_location=self.log_format_location,
             location=location,
         )
 

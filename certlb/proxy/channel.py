@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httptools
+from OpenSSL.crypto import X509
 from OpenSSL.SSL import Error as SSLError
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -22,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from certlb.proxy.accesslog import write_access_line
 from certlb.proxy.http import (
     CHUNKED,
     LAST_CHUNK,
@@ -37,7 +39,9 @@ from certlb.proxy.http import (
     local_response,
     serialize_head,
 )
-from certlb.rules.context import ConnectionInfo
+from certlb.rules.context import ConnectionInfo, RequestContext
+from certlb.rules.record import RequestRecord
+from certlb.tls.certinfo import CertificateFacts
 from certlb.tls.state import client_cert_state, verify_record
 
 if TYPE_CHECKING:
@@ -119,13 +123,18 @@ class BodyPipe:
 
 
 class Incoming:
-    """A request read from the client: its head and its body."""
+    """A request read from the client: its head and its body, and when it
+    came (see L{certlb.proxy.engine.Incoming})."""
 
-    __slots__ = ("body", "head")
+    __slots__ = ("accepted", "body", "head", "started")
 
-    def __init__(self, head: RequestHead, body: BodyPipe) -> None:
+    def __init__(
+        self, head: RequestHead, body: BodyPipe, accepted: float, started: float
+    ) -> None:
         self.head = head
         self.body = body
+        self.accepted = accepted
+        self.started = started
 
 
 @implementer(IPushProducer)
@@ -202,12 +211,15 @@ class HTTPChannel(Protocol):
         self._close_after = False
         self._response_started = False
         self._draining = False
+        self._idle_since = 0.0  # accepted, or the last response ended
+        self._began = 0.0  # the first byte of the request head being read
 
     # -- connection --------------------------------------------------------
 
     def connectionMade(self) -> None:
         transport = self.transport
         assert transport is not None
+        self._idle_since = self.clock.seconds()
         peer, host = transport.getPeer(), transport.getHost()
         self.connection = ConnectionInfo(
             (getattr(peer, "host", ""), getattr(peer, "port", 0)),
@@ -273,12 +285,18 @@ class HTTPChannel(Protocol):
             why = "; ".join(str(e) for e in record.errors)
         else:
             why = _ssl_reason(reason)
+        subject, issuer = _names(record.refused)
         log.info(
-            "frontend {frontend}: TLS handshake with {client} failed: {why}",
+            "frontend {frontend}: TLS handshake with {client} failed: {why}{cert}",
             frontend=self.frontend.name,
             client=self._client_label(),
             why=why,
+            cert=""
+            if record.refused is None
+            else f" (certificate subject {subject}, issuer {issuer})",
             errors=[(e.code, e.depth) for e in record.errors],
+            subject=subject,
+            issuer=issuer,
         )
 
     # -- reading -----------------------------------------------------------
@@ -330,7 +348,7 @@ class HTTPChannel(Protocol):
                 frontend=self.frontend.name,
             )
             if self._current is None and not self._closing:
-                self._answer_and_close(500)
+                self._answer_and_close(500, "IR")
             else:
                 self._abort()
         except httptools.HttpParserError as e:
@@ -349,6 +367,7 @@ class HTTPChannel(Protocol):
         self._headers = []
         self._head_bytes = 0
         self._in_head = True
+        self._began = self.clock.seconds()
         if self._current is None:
             self._arm(_HEADERS, self.frontend.http_request_timeout)
 
@@ -397,7 +416,7 @@ class HTTPChannel(Protocol):
             keep_alive=parser.should_keep_alive()
             and not (version == b"1.0" and framing == CHUNKED),
         )
-        incoming = Incoming(head, BodyPipe(self))
+        incoming = Incoming(head, BodyPipe(self), self._idle_since, self._began)
         incoming.body.complete = framing == NO_BODY
         self._reading = incoming
         if self._current is None and not self._pending:
@@ -464,7 +483,7 @@ class HTTPChannel(Protocol):
                     frontend=self.frontend.name,
                     client=self._client_label(),
                 )
-                self._answer_and_close(408)
+                self._answer_and_close(408, "cR")
             else:
                 # Nothing of a request came (a browser's pre-connection, or an
                 # idle keep-alive): close quietly, as HAProxy does.
@@ -475,6 +494,8 @@ class HTTPChannel(Protocol):
                 frontend=self.frontend.name,
                 client=self._client_label(),
             )
+            if self._current is not None:
+                self._current.record.cause = "c"
             self._abort()
         else:
             self._lose()
@@ -507,7 +528,7 @@ class HTTPChannel(Protocol):
         self._pending.clear()
         current = self._current
         if current is None:
-            self._answer_and_close(status)
+            self._answer_and_close(status, "PR")
         elif reading is not None and reading is current.incoming:
             # The body being forwarded is broken, and so is its exchange.
             self._current = None
@@ -520,9 +541,32 @@ class HTTPChannel(Protocol):
             # A response is under way; it cannot be followed by an error.
             self._close_after = True
 
-    def _answer_and_close(self, status: int) -> None:
-        self.transport.write(error_response(status, close=True))
+    def _answer_and_close(self, status: int, termination: str | None = None) -> None:
+        """Answer C{status} and close.
+
+        @param termination: for a request that no exchange logs, the
+            termination state of its access log line.
+        """
+        data = error_response(status, close=True)
+        if termination is not None:
+            self._log_refused(status, termination, len(data))
+        self.transport.write(data)
         self._lose()
+
+    def _log_refused(self, status: int, termination: str, size: int) -> None:
+        """The access log line of a request refused before the frontend's
+        rules saw it: its request line is C{<BADREQ>}, as HAProxy writes it."""
+        if self.frontend.log_format is None or self.connection is None:
+            return
+        now = self.clock.seconds()
+        record = RequestRecord(self._idle_since, self._began or now, None, "<BADREQ>")
+        record.backend = self.frontend.name
+        record.status, record.bytes_out, record.ended = status, size, now
+        record.cause, record.stage = termination[0], termination[1]
+        record.actconn, record.feconn = self.counts()
+        context = RequestContext("", "", "", [], self.connection)
+        context.record = record
+        write_access_line(self.frontend, context)
 
     def _lose(self) -> None:
         """Close once what was written is sent; a client that reads nothing
@@ -591,22 +635,32 @@ class HTTPChannel(Protocol):
             self._cancel_timer()
         transport = self.transport
         assert transport is not None
-        transport.write(serialize_head(b"HTTP/1.1 %d %s" % (status, reason), headers))
+        data = serialize_head(b"HTTP/1.1 %d %s" % (status, reason), headers)
+        exchange.record.bytes_out += len(data)
+        transport.write(data)
         transport.registerProducer(_UpstreamProducer(self, exchange), True)
 
     def send_data(self, data: bytes) -> None:
         if self._closing or not data:
             return
         if self._framing == CHUNKED:
-            self.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+            size = b"%x\r\n" % len(data)
+            self._sent(len(size) + len(data) + 2)
+            self.transport.writeSequence([size, data, b"\r\n"])
         else:
+            self._sent(len(data))
             self.transport.write(data)
+
+    def _sent(self, size: int) -> None:
+        if self._current is not None:
+            self._current.record.bytes_out += size
 
     def send_end(self) -> None:
         """The response is complete: end it, then go on with the next request."""
         if self._closing:
             return
         if self._framing == CHUNKED:
+            self._sent(len(LAST_CHUNK))
             self.transport.write(LAST_CHUNK)
         self.transport.unregisterProducer()
         self._finished()
@@ -621,7 +675,9 @@ class HTTPChannel(Protocol):
         close = close or not body.complete or self._last_before_stop()
         body.discard()
         head = exchange.incoming.head.method == b"HEAD"
-        self.transport.write(local_response(response, close, head))
+        data = local_response(response, close, head)
+        exchange.record.bytes_out += len(data)
+        self.transport.write(data)
         self._close_after = close
         self._finished()
 
@@ -631,7 +687,17 @@ class HTTPChannel(Protocol):
         if not self._closing:
             self._abort()
 
+    def counts(self) -> tuple[int, int]:
+        """Client connections open now: on the process, on this frontend
+        (0 and 0 without C{limits}, which count them)."""
+        if self.limits is None:
+            return 0, 0
+        return self.limits.count_all(), self.limits.count(self.frontend.name)
+
     def _finished(self) -> None:
+        self._idle_since = self.clock.seconds()
+        if not self._in_head:
+            self._began = 0.0
         current, self._current = self._current, None
         if self._close_after or current is None or not current.incoming.body.complete:
             self._lose()
@@ -657,6 +723,18 @@ class HTTPChannel(Protocol):
                 self._arm(_HEADERS, self.frontend.http_request_timeout)
             else:
                 self._arm(_IDLE, self.frontend.keep_alive_timeout)
+
+
+def _names(certificate: X509 | None) -> tuple[str | None, str | None]:
+    """The subject and issuer of a certificate, as C{ssl_c_s_dn} and
+    C{ssl_c_i_dn} write them (None for one that cannot be read)."""
+    if certificate is None:
+        return None, None
+    try:
+        facts = CertificateFacts(certificate.to_cryptography())
+        return facts.subject.oneline, facts.issuer.oneline
+    except Exception:
+        return None, None
 
 
 def _ssl_reason(reason: Failure) -> str:

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from certlb.config.model import HASHING_ALGORITHMS
+from certlb.proxy.accesslog import write_access_line
 from certlb.proxy.http import (
     CHUNKED,
     NO_BODY,
@@ -27,13 +28,14 @@ from certlb.proxy.http import (
     serialize_head,
     without_hop_by_hop,
 )
-from certlb.proxy.identity import identity_headers
+from certlb.proxy.identity import XFCC, identity_headers, vouched
 from certlb.proxy.runtime import BackendRuntime, FrontendRuntime
 from certlb.proxy.servers import ServerState
 from certlb.proxy.stick import Stickiness
 from certlb.proxy.upstream import ConnectionPool, UpstreamConnection, UpstreamError
 from certlb.rules.actions import LocalResponse, encode_text
 from certlb.rules.context import ConnectionInfo, RequestContext
+from certlb.rules.record import RequestRecord
 
 log = Logger()
 
@@ -59,13 +61,23 @@ class Downstream(Protocol):
     def send_end(self) -> None: ...
     def send_local(self, response: LocalResponse, exchange: Exchange) -> None: ...
     def abort_response(self) -> None: ...
+    def counts(self) -> tuple[int, int]:
+        """Client connections open now: on the process, on the frontend."""
+        ...
 
 
 class Incoming(Protocol):
-    """A request as a front door read it."""
+    """A request as a front door read it.
+
+    @ivar accepted: when its connection was accepted, or when the response
+        before it ended (the reactor's seconds).
+    @ivar started: when the first byte of its head arrived.
+    """
 
     head: RequestHead
     body: Any
+    accepted: float
+    started: float
 
 
 class Engine:
@@ -100,6 +112,8 @@ class Exchange:
     before anything was sent).
 
     @ivar server: the server of the current attempt, whose slot it holds.
+    @ivar record: what the access log line says of the request; the front
+        door adds the bytes it writes to C{record.bytes_out}.
     """
 
     def __init__(
@@ -128,6 +142,16 @@ class Exchange:
         self._retries = 0  # as HAProxy counts them, for retries and redispatch
         self._timer: IDelayedCall | None = None  # in the queue, or before a retry
         self._stickiness: Stickiness | None = None
+        head = incoming.head
+        self.record = RequestRecord(
+            incoming.accepted,
+            incoming.started,
+            engine.reactor.seconds(),
+            f"{head.method.decode('latin-1')} {head.target.decode('latin-1')} "
+            f"HTTP/{head.version.decode('latin-1')}",
+        )
+        self.record.backend = frontend.name
+        self._logged = False
 
     def start(self) -> None:
         """Route the request, pick a server, and send it there.
@@ -145,33 +169,34 @@ class Exchange:
         problem = request_problem(head)
         if problem is not None:
             self._log(problem, "400")
-            self._answer(LocalResponse(400))
+            self._answer(LocalResponse(400), "P")
             return
         drop_connection_named(head)
-        self.context = context = RequestContext(
-            head.method.decode("latin-1"),
-            head.target.decode("latin-1"),
-            "HTTP/" + head.version.decode("latin-1"),
-            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in head.headers],
-            self.connection,
-        )
+        self.context = context = self._new_context()
         for name in self.frontend.forged:
             context.remove_headers(name)  # no client may forge an identity
+        if not vouched(self.connection.tls):
+            # Only a proxy before certlb that proved itself with a valid
+            # certificate may pass X-Forwarded-Client-Cert on, as in Envoy.
+            context.remove_headers(XFCC)
         answer = self.frontend.rules.apply(context)
         if answer is not None:
-            self._answer(answer)
+            self._answer(answer, "P" if answer.denied else "L")
             return
         backend = self.frontend.route(context)
         if backend is None:
             self._error(
-                503, "no use_backend rule matched and there is no default_backend"
+                503,
+                "no use_backend rule matched and there is no default_backend",
+                "SC",
             )
             return
         self.backend = backend
+        self.record.backend = backend.name
         rules = self.frontend.backend_rules(backend)
         answer = rules.apply(context) if rules else None
         if answer is not None:
-            self._answer(answer)
+            self._answer(answer, "P" if answer.denied else "L")
             return
         if backend.persistence is not None:
             self._stickiness = backend.persistence.evaluate(
@@ -193,7 +218,7 @@ class Exchange:
         backend = self.backend
         assert backend is not None
         if not backend.tier():
-            self._error(503, f"backend '{backend.name}' has no server available")
+            self._error(503, f"backend '{backend.name}' has no server available", "SC")
             return
         sticky = self._sticky_server() if avoid is None else None
         if sticky is not None:
@@ -213,20 +238,29 @@ class Exchange:
         else:
             self._connect(fresh=False)
 
-    def _sticky_server(self) -> ServerState | None:
-        """The server a C{stick} rule found for this request, when it is
-        usable and has a free slot (else the request is balanced)."""
+    def _stuck_to(self) -> ServerState | None:
+        """The server a C{stick} rule found for this request, if it is up and
+        enabled (a drained server, of weight 0, keeps its clients)."""
         assert self.backend is not None
         name = self._stickiness.server if self._stickiness else None
         for server in self.backend.servers:
-            if server.name == name and server.usable and server.has_slot:
+            if server.name == name and server.up and not server.disabled:
                 return server
         return None
+
+    def _sticky_server(self) -> ServerState | None:
+        """The server this request sticks to, when it has a free slot (else
+        the request is balanced, and its entry kept for the next ones)."""
+        server = self._stuck_to()
+        return server if server is not None and server.has_slot else None
 
     def _take(self, server: ServerState) -> None:
         assert self.incoming is not None and self.backend is not None
         self.server = server
         server.active += 1
+        if self.record.assigned is None:
+            self.record.assigned = self.engine.reactor.seconds()
+        self.record.server = server.name
         self._request = self._request_head(self.incoming.head, self.backend)
 
     def _give_back(self, wake: bool = True) -> None:
@@ -259,10 +293,12 @@ class Exchange:
         self._timer = None
         assert self.backend is not None
         self.backend.waiting.remove(self)
+        self.record.assigned = self.engine.reactor.seconds()
         self._error(
             503,
             f"no free server in backend '{self.backend.name}' after "
             f"{self.backend.queue_timeout:g}s in the queue (timeout queue)",
+            "sQ",
         )
 
     def _cancel_timer(self) -> None:
@@ -271,8 +307,10 @@ class Exchange:
         self._timer = None
 
     def _finish(self) -> None:
-        """The exchange is over: give back what it holds."""
+        """The exchange is over: count who else is there, for the access
+        log, then give back what it holds."""
         self._done = True
+        self._count()
         self._cancel_timer()
         if self.backend is not None and self in self.backend.waiting:
             self.backend.waiting.remove(self)
@@ -310,7 +348,7 @@ class Exchange:
             if forwardfor.applies_to(client) and not (forwardfor.if_none and present):
                 headers.append((forwardfor.header, client.encode("latin-1")))
         tls = self.connection.tls
-        if tls is not None and tls.certificate is not None:
+        if tls is not None and tls.certificate is not None and vouched(tls):
             identity = identity_headers(
                 self.frontend.identity, tls.certificate, tls.chain, self.context.headers
             )
@@ -340,6 +378,7 @@ class Exchange:
         assert self.backend is not None and self.server is not None
         if not upstream.reused:
             self.server.observe(True, False)
+        self.record.connected = self.engine.reactor.seconds()
         self.upstream = upstream
         head = self.incoming.head
         upstream.send(
@@ -380,10 +419,13 @@ class Exchange:
         if not self._may_retry(event):
             if self._retries:
                 error.why += f" (after {self._retries} retries)"
-            self._error(error.status, error.why)
+            stage = "C" if error.event == "conn-failure" else "H"
+            self._error(error.status, error.why, _server_cause(error) + stage)
             return
         self._retries += 1
+        self.record.retries = self._retries
         redispatch = self._redispatch(server)
+        self.record.redispatched |= redispatch
         log.info(
             "frontend {frontend}: retry {retry} of {retries} of {method} {target} "
             "{where}: {server} failed: {why}",
@@ -456,10 +498,12 @@ class Exchange:
         )
         if not self._done:
             if self._responded:
+                self.record.cause, self.record.stage = "I", "D"
                 self._finish()
                 self.downstream.abort_response()
+                self._log_access()
             else:
-                self._error(500, "internal error")
+                self._error(500, "internal error", "I" + self._stage())
 
     # -- ResponseHandler -------------------------------------------------------
 
@@ -488,10 +532,14 @@ class Exchange:
             )
             return
         self._responded = True
+        self.record.responded = self.engine.reactor.seconds()
+        self.record.status = status
         if self._stickiness is not None:
-            now = self.engine.reactor.seconds()
-            for table, key in self._stickiness.stores:
-                table.store(key, self.server.name, now)
+            stuck = self._stuck_to()
+            if stuck is None or stuck is self.server:
+                now = self.engine.reactor.seconds()
+                for table, key in self._stickiness.stores:
+                    table.store(key, self.server.name, now)
         headers = end_to_end(headers)
         if codings:  # transfer codings besides chunked, which certlb keeps
             headers.append((b"Transfer-Encoding", codings))
@@ -507,6 +555,7 @@ class Exchange:
         self._finish()
         self.upstream = None
         self.downstream.send_end()
+        self._log_access()
 
     def response_failed(
         self, failure: UpstreamError, upstream: UpstreamConnection
@@ -518,8 +567,10 @@ class Exchange:
             assert self.server is not None
             self.server.observe(False, True, failure.why)
             self._log(failure.why, "response cut")
+            self.record.cause, self.record.stage = _server_cause(failure), "D"
             self._finish()
             self.downstream.abort_response()
+            self._log_access()
             return
         if (
             failure.event == "empty-response"
@@ -554,19 +605,85 @@ class Exchange:
         """The client disconnected: stop, and drop the server connection."""
         if self._done:
             return
+        record = self.record
+        record.stage = self._stage()
+        if record.cause == "-":  # else the front door said why ('c': timeout)
+            record.cause = "C"
         self._finish()
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.abandon()
+        self._log_access()
 
-    def _error(self, status: int, why: str) -> None:
+    def _error(self, status: int, why: str, termination: str) -> None:
+        """Answer an error, logged as a warning with C{why}.
+
+        @param termination: the access log's termination state (its first
+            two characters: who ended the request, and at which stage).
+        """
         self._log(why, str(status))
-        self._answer(LocalResponse(status))
+        self._answer(LocalResponse(status), *termination)
 
-    def _answer(self, response: LocalResponse) -> None:
+    def _answer(
+        self, response: LocalResponse, cause: str = "L", stage: str = "R"
+    ) -> None:
         """Answer the request without a server (an error, or a rule's answer)."""
+        self.record.status = response.status
+        self.record.cause, self.record.stage = cause, stage
         self._finish()
         self.downstream.send_local(response, self)
+        self._log_access()
+
+    def _stage(self) -> str:
+        """Where the request is, as the access log's termination state says:
+        reading (R), queued (Q), connecting (C), waiting for the response
+        head (H), or sending the response (D)."""
+        if self._responded:
+            return "D"
+        if self.upstream is not None:
+            return "H"
+        if self.server is not None:
+            return "C"
+        if self.backend is not None and self in self.backend.waiting:
+            return "Q"
+        return "R"
+
+    def _new_context(self) -> RequestContext:
+        head = self.incoming.head
+        context = RequestContext(
+            head.method.decode("latin-1"),
+            head.target.decode("latin-1"),
+            "HTTP/" + head.version.decode("latin-1"),
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in head.headers],
+            self.connection,
+        )
+        context.record = self.record
+        return context
+
+    def _count(self) -> None:
+        """Note in the record the requests on the backend and on the server,
+        this one included, and those waiting in the backend's queue."""
+        record, backend = self.record, self.backend
+        if backend is None:
+            return
+        waiting = len(backend.waiting)
+        queued = self in backend.waiting
+        record.backend_queue = waiting - queued
+        record.beconn = sum(s.active for s in backend.servers) + waiting
+        if self.server is None and not queued:
+            record.beconn += 1
+        if self.server is not None:
+            record.srvconn = self.server.active
+
+    def _log_access(self) -> None:
+        """Write the request's access log line, once, if the frontend says how."""
+        if self._logged or self.frontend.log_format is None:
+            return
+        self._logged = True
+        record = self.record
+        record.ended = self.engine.reactor.seconds()
+        record.actconn, record.feconn = self.downstream.counts()
+        write_access_line(self.frontend, self.context or self._new_context())
 
     def _log(self, why: str, outcome: str) -> None:
         head = self.incoming.head
@@ -582,3 +699,8 @@ class Exchange:
             via=f" via {self.server.label}" if self.server else "",
             why=why,
         )
+
+
+def _server_cause(error: UpstreamError) -> str:
+    """C{s} when the server was too slow (a timeout), else C{S}."""
+    return "s" if error.status == 504 or "(timeout connect)" in error.why else "S"

@@ -14,14 +14,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from certlb.config.model import (
+    AclDef,
     Backend,
+    Condition,
     Config,
     Frontend,
     HeaderRule,
@@ -29,6 +31,8 @@ from certlb.config.model import (
 )
 from certlb.config.rule_checks import condition_acls
 from certlb.rules.acl import acls_by_name
+from certlb.rules.logformat import header_value
+from certlb.tls.state import ClientCertState
 
 CLIENT_CERT = "Client-Cert"
 CLIENT_CERT_CHAIN = "Client-Cert-Chain"
@@ -41,9 +45,25 @@ def _of_certificate(fetch: str) -> bool:
     return fetch.startswith("ssl_c_") or fetch == "ssl_fc_has_crt"
 
 
+def _reads_certificate(
+    condition: Condition | None, acls: Mapping[str, Sequence[AclDef]]
+) -> bool:
+    return any(
+        _of_certificate(acl.expression.fetch) for acl in condition_acls(condition, acls)
+    )
+
+
 def certificate_headers(config: Config) -> frozenset[str]:
     """The headers (lower case) that a rule of C{config} sets from the
-    client's certificate: in its value, or in its condition."""
+    client's certificate: in its value, in its condition, or in a backend
+    that a C{use_backend} rule chooses by the certificate (a request for
+    which the backend's rules add a header was vouched for by it)."""
+    chosen = set()
+    for frontend in config.frontends:
+        acls = acls_by_name(frontend.acls)
+        for use in frontend.use_backends:
+            if _reads_certificate(use.condition, acls):
+                chosen.add(use.backend)
     names: set[str] = set()
     proxies: list[Frontend | Backend] = [*config.frontends, *config.backends]
     for proxy in proxies:
@@ -56,9 +76,18 @@ def certificate_headers(config: Config) -> frozenset[str]:
             )
             if rule.log_format and rule.value:
                 fetches = (*fetches, *_LOG_FORMAT_FETCH.findall(rule.value))
-            if any(_of_certificate(fetch) for fetch in fetches):
+            if (proxy.name in chosen and isinstance(proxy, Backend)) or any(
+                _of_certificate(fetch) for fetch in fetches
+            ):
                 names.add(rule.name.lower())
     return frozenset(names)
+
+
+def vouched(tls: ClientCertState | None) -> bool:
+    """Whether the connection's client certificate passed verification, so
+    that certlb may vouch for it in identity headers (one let in by
+    C{crt-ignore-err} or C{ca-ignore-err} is not)."""
+    return tls is not None and tls.certificate is not None and tls.verify == 0
 
 
 def forged(identity: IdentityHeaders, from_rules: frozenset[str]) -> frozenset[str]:
@@ -126,7 +155,7 @@ def _names(certificate: x509.Certificate, kind: type) -> list[str]:
         san = certificate.extensions.get_extension_for_class(
             x509.SubjectAlternativeName
         )
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # none, or a malformed one
         return []
     return [str(name) for name in san.value.get_values_for_type(kind)]
 
@@ -155,4 +184,5 @@ def identity_headers(
         if identity.xfcc == "append" and before:
             element = ",".join([*before, element])
         headers.append((XFCC, element))
-    return headers
+    # A certificate's names may hold any character, CR and LF included.
+    return [(name, header_value(value)) for name, value in headers]

@@ -47,6 +47,10 @@ class ConnectionLimits:
     def count(self, frontend: str) -> int:
         return self._counts.get(frontend, 0)
 
+    def count_all(self) -> int:
+        """Connections open now on every frontend."""
+        return self._all
+
     def accept(self, frontend: str) -> bool:
         """Count a new connection; C{False} when it is over a limit (refuse it)."""
         if self._full(frontend):

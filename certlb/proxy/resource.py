@@ -90,9 +90,12 @@ class _SpooledBody:
 
 
 class _Incoming:
-    def __init__(self, head: RequestHead, body: _SpooledBody) -> None:
+    def __init__(self, head: RequestHead, body: _SpooledBody, now: float) -> None:
         self.head = head
         self.body = body
+        # twisted.web does not say when the request began: its head is
+        # taken as read at once, on a new connection.
+        self.accepted = self.started = now
 
 
 @implementer(IPushProducer)
@@ -116,6 +119,11 @@ class _RequestDownstream:
     def __init__(self, request: Request) -> None:
         self.request = request
         self.gone = False
+        # twisted.web writes the head: only body bytes are counted.
+        self.exchange: Exchange | None = None
+
+    def counts(self) -> tuple[int, int]:
+        return 0, 0  # twisted.web's Site does not count its connections
 
     def send_informational(self, status: int, reason: bytes, headers: Headers) -> None:
         pass  # twisted.web answered any Expect: 100-continue itself.
@@ -136,6 +144,8 @@ class _RequestDownstream:
 
     def send_data(self, data: bytes) -> None:
         if not self.gone:
+            if self.exchange is not None:
+                self.exchange.record.bytes_out += len(data)
             self.request.write(data)
 
     def send_end(self) -> None:
@@ -157,6 +167,8 @@ class _RequestDownstream:
             request.responseHeaders.addRawHeader(name, value)
         if response.status not in (204, 304):
             request.setHeader(b"content-length", b"%d" % len(body))
+            if exchange is not None:
+                exchange.record.bytes_out += len(body)
             request.write(body)
         request.finish()
 
@@ -212,10 +224,12 @@ class FrontendResource(Resource):
             lambda: client_cert_state(transport),
         )
         downstream = _RequestDownstream(request)
+        now = self.engine.reactor.seconds()
         exchange = self.engine.exchange(
-            downstream, _Incoming(head, _SpooledBody(content, length)),
+            downstream, _Incoming(head, _SpooledBody(content, length), now),
             self.frontend, connection,
         )  # fmt: skip
+        downstream.exchange = exchange
 
         def gone(failure: Failure) -> None:
             downstream.gone = True

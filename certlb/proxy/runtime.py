@@ -28,6 +28,7 @@ from certlb.proxy.stick import Persistence, StickTableRuntime
 from certlb.rules.acl import acls_by_name, compile_condition
 from certlb.rules.actions import RuleSet, compile_rules
 from certlb.rules.interfaces import IBalancer, ICondition, IRequestContext
+from certlb.rules.logformat import LogFormat, compile_log_format
 
 # certlb's timeouts when the configuration gives none, in seconds.  HAProxy
 # waits forever; a daemon facing the Internet should not.
@@ -168,6 +169,8 @@ class FrontendRuntime:
 
     @ivar listen: the front of a C{listen} section, whose rules also serve as
         its backend's.
+    @ivar log_format: the access log line written for each request, or
+        C{None} for none.
     """
 
     name: str
@@ -183,6 +186,7 @@ class FrontendRuntime:
     listen: bool = False
     identity: IdentityHeaders = attrs.Factory(IdentityHeaders)
     forged: frozenset[str] = frozenset()
+    log_format: LogFormat | None = None
 
     def route(self, context: IRequestContext) -> BackendRuntime | None:
         """The backend for a request: the first rule that matches, or the default."""
@@ -196,7 +200,7 @@ class FrontendRuntime:
         cls,
         frontend: Frontend,
         backends: dict[str, BackendRuntime],
-        from_certificates: frozenset[str] = frozenset(),
+        from_certificates: frozenset[str],
     ) -> FrontendRuntime:
         """Compile C{frontend} over C{backends}.
 
@@ -236,6 +240,11 @@ class FrontendRuntime:
             listen=frontend.listen,
             identity=frontend.identity,
             forged=forged(frontend.identity, from_certificates),
+            log_format=compile_log_format(
+                frontend.log_format, frontend.log_format_location
+            )
+            if frontend.log_format is not None
+            else None,
         )
 
     def backend_rules(self, backend: BackendRuntime) -> RuleSet | None:

@@ -36,11 +36,14 @@ class LocalResponse:
 
     @ivar headers: header lines to send (the framing ones are added).
     @ivar body: the body; C{None} for certlb's own short page for C{status}.
+    @ivar denied: the request was refused (C{http-request deny}), which the
+        access log tells apart from other answers.
     """
 
     status: int
     headers: tuple[tuple[bytes, bytes], ...] = ()
     body: bytes | None = None
+    denied: bool = False
 
 
 def encode_text(text: str) -> bytes:
@@ -110,7 +113,7 @@ class DenyAction:
     status: int = 403
 
     def run(self, context: IRequestContext) -> LocalResponse | None:
-        return LocalResponse(self.status)
+        return LocalResponse(self.status, denied=True)
 
 
 @implementer(IRequestAction)

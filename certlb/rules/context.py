@@ -7,6 +7,7 @@ from collections.abc import Callable
 from zope.interface import implementer
 
 from certlb.rules.interfaces import IConnectionInfo, IRequestContext
+from certlb.rules.record import RequestRecord
 from certlb.tls.state import ClientCertState
 
 
@@ -46,7 +47,8 @@ class RequestContext:
     """One request: method, target, version and headers, as rules see them."""
 
     __slots__ = (
-        "connection", "headers", "headers_changed", "method", "target", "version",
+        "connection", "headers", "headers_changed", "method", "record", "target",
+        "version",
     )  # fmt: skip
 
     def __init__(
@@ -63,6 +65,7 @@ class RequestContext:
         self.headers = headers
         self.connection = connection
         self.headers_changed = False
+        self.record: RequestRecord | None = None
 
     def add_header(self, name: str, value: str) -> None:
         """Add a header after the others (later rules and the server see it)."""

@@ -43,6 +43,13 @@ class IRequestContext(Interface):
         "it through add_header and remove_headers."
     )
     connection = Attribute("The IConnectionInfo of the connection.")
+    record = Attribute(
+        "What the access log says of the request so far, a "
+        "certlb.rules.record.RequestRecord (dates, timers, status, bytes, "
+        "server, termination state, counters), read by log-format aliases "
+        "such as %ST and %Tr; None when the request is not being forwarded "
+        "(a rule evaluated on its own)."
+    )
 
     def add_header(name, value):  # type: ignore[no-untyped-def]
         """Add a header after the others: later rules, and the server, see it."""

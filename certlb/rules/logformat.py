@@ -35,6 +35,7 @@ from certlb.config.lexer import Word
 from certlb.rules.acl import RuleError, compile_expression
 from certlb.rules.converters import to_text
 from certlb.rules.interfaces import IRequestContext
+from certlb.rules.record import RECORD_ALIASES
 
 __all__ = ["LogFormat", "compile_log_format", "header_value"]
 
@@ -75,6 +76,7 @@ class Flags:
 _FLAG_NAMES = {"Q": "quote", "X": "hexadecimal", "E": "escape", "M": "mandatory"}
 _FLAGS_LATER = ("bin", "json", "cbor")
 _ESCAPED = re.compile(r'["\\\]]')
+_SPACES = re.compile("( +)")
 
 
 def _finish(text: str | None, flags: Flags, mandatory: bool) -> str:
@@ -102,7 +104,12 @@ def _int_hex(number: int) -> str:
 
 @attrs.frozen
 class _Literal:
+    """Text as written; C{separator}: a run of spaces, written once in a
+    log line, and only after an item that wrote something (as HAProxy
+    does: a field without a value and its space go away together)."""
+
     text: str
+    separator: bool = False
 
     def render(self, context: IRequestContext, mandatory: bool) -> str:
         return self.text
@@ -141,6 +148,8 @@ class _Alias:
     flags: Flags
 
     def render(self, context: IRequestContext, mandatory: bool) -> str:
+        if self.kind == "omit":
+            return ""
         value = self.value(context)
         flags = self.flags
         if flags.mandatory is not None:
@@ -150,6 +159,8 @@ class _Alias:
         if self.kind == "port":
             # HAProxy writes ports bare: never quoted nor escaped.
             return f"{value:04X}" if flags.hexadecimal else str(value)
+        if self.kind == "int" and flags.hexadecimal:
+            return _finish(_int_hex(value), flags, mandatory)
         if self.kind == "ip" and flags.hexadecimal:
             return _ip_hex(value)
         return _finish(to_text(value), flags, mandatory)
@@ -178,6 +189,7 @@ ALIASES: dict[str, tuple[str, Callable[[IRequestContext], Any]]] = {
     "ft": ("text", _frontend_transport),
     "sslc": ("text", _tls("cipher")),
     "sslv": ("text", _tls("protocol")),
+    **RECORD_ALIASES,
 }
 
 # HAProxy's other aliases: an error that says so, with the sample expression
@@ -185,16 +197,9 @@ ALIASES: dict[str, tuple[str, Callable[[IRequestContext], Any]]] = {
 ALIASES_LATER: dict[str, str | None] = {
     **dict.fromkeys(
         """
-        B CC CS H ID ST T Ta Tc Td Th Ti Tl Tq TR Tr Ts Tt Tu Tw U ac b bc bi
-        bp bq fc hr hrl hs hsl HV lc ms OG pid r rc rt s sc si sp sq t tr trg
-        trl ts tsc
+        H ID T Td Th Ti Tl Tq Tu U bi bp hrl hsl lc OG pid rt si sp trg trl
         """.split()
     ),
-    "HM": "%[method]",
-    "HU": "%[url]",
-    "HP": "%[path]",
-    "HPO": "%[path]",
-    "HQ": "?%[query]",
 }
 
 _Item = _Literal | _Sample | _Alias
@@ -228,7 +233,19 @@ class LogFormat:
     def render_log(self, context: IRequestContext) -> str:
         """The text for C{context} as HAProxy's C{log-format} writes it: a
         missing or empty value is C{-} (C{""} when quoted)."""
-        return "".join(item.render(context, True) for item in self.items)
+        out = []
+        after_space = True
+        for item in self.items:
+            if isinstance(item, _Literal) and item.separator:
+                if not after_space:
+                    out.append(" ")
+                    after_space = True
+                continue
+            text = item.render(context, True)
+            if text:
+                out.append(text)
+                after_space = False
+        return "".join(out)
 
 
 def compile_log_format(text: str, location: Location) -> LogFormat:
@@ -276,8 +293,9 @@ class _Parser:
     def flush(self) -> None:
         if self.literal:
             joined = "".join(self.literal)
-            if joined:
-                self.items.append(_Literal(joined))
+            for part in _SPACES.split(joined):
+                if part:
+                    self.items.append(_Literal(part, part.startswith(" ")))
             self.literal.clear()
 
     def item(self, start: int) -> int:

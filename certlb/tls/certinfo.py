@@ -36,6 +36,8 @@ __all__ = [
     "CertificateFacts",
     "DistinguishedName",
     "openssl_short_name",
+    "resumption_supported",
+    "session_master_key",
     "session_reused",
 ]
 
@@ -48,6 +50,9 @@ SAN_TYPES: dict[str, type[x509.GeneralName]] = {
     "ip": x509.IPAddress,
 }
 _UNDEF = "UNDEF"  # OpenSSL's short name for an object it does not know
+# Where session_master_key copies a key (the reactor's thread only).
+_MASTER_KEY_SIZE = 64  # TLS 1.2: 48 bytes; TLS 1.3: the hash size, at most 64
+_MASTER_KEY = _ffi.new("unsigned char[]", _MASTER_KEY_SIZE) if _ffi else None
 
 
 def openssl_short_name(oid: x509.ObjectIdentifier, undefined: str = _UNDEF) -> str:
@@ -69,6 +74,30 @@ def session_reused(connection: Any) -> bool:
     if _lib is None or handle is None:
         return False
     return bool(_lib.SSL_session_reused(handle))
+
+
+def session_master_key(connection: Any) -> bytes | None:
+    """The master key of an OpenSSL connection's current session, or None
+    before it has one (or without pyOpenSSL's binding).
+
+    A TLS 1.2 session keeps its master key when it is resumed, by session ID
+    or ticket; a TLS 1.3 session's key is the one of the ticket it was issued
+    in or resumed from.  The key is secret: keep no more than a digest of it.
+    """
+    handle = getattr(connection, "_ssl", None)
+    if _lib is None or handle is None:
+        return None
+    session = _lib.SSL_get_session(handle)
+    if session == _ffi.NULL:
+        return None
+    size = _lib.SSL_SESSION_get_master_key(session, _MASTER_KEY, _MASTER_KEY_SIZE)
+    return _ffi.buffer(_MASTER_KEY, size)[:] if size else None
+
+
+def resumption_supported() -> bool:
+    """Whether certlb can tell resumed sessions apart (pyOpenSSL's binding
+    to OpenSSL is there)."""
+    return _lib is not None
 
 
 def _without_nul(raw: bytes) -> bytes | None:

@@ -193,7 +193,7 @@ class UpstreamTLS:
         verified."""
         if not self.verify:
             return None
-        return sni or self.verifyhost or self.host
+        return _sendable(sni) or self.verifyhost or self.host
 
     def connector(self, sni: str | None) -> IOpenSSLClientConnectionCreator:
         """What makes the OpenSSL connections that send C{sni}."""
@@ -201,11 +201,23 @@ class UpstreamTLS:
 
     def connection(self, sni: str | None) -> CheckedConnection:
         connection = CheckedConnection(self.context, self.expected_name(sni))
-        if sni is not None and not is_address(sni):
-            with contextlib.suppress(UnicodeError, ValueError):
-                connection.set_tlsext_host_name(sni.encode("idna"))
+        sent = _sendable(sni)
+        if sent is not None:
+            connection.set_tlsext_host_name(sent.encode("idna"))
         connection.set_connect_state()
         return connection
+
+
+def _sendable(sni: str | None) -> str | None:
+    """C{sni} if it can go in a TLS SNI (a name, not an address), else
+    C{None}: a name that is not sent is not the one checked either."""
+    if sni is None or is_address(sni):
+        return None
+    try:
+        sni.encode("idna")
+    except (UnicodeError, ValueError):
+        return None
+    return sni
 
 
 def unverified() -> UpstreamTLS:

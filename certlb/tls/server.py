@@ -4,10 +4,16 @@ One L{ServerTLS} per C{bind ... ssl}: it owns an OpenSSL context built from the
 bind's C{crt}, C{ca-file} and C{verify}, and gives every connection its own
 L{VerifyRecord}.
 
-Session resumption is turned off on binds that verify clients (C{verify
-optional} or C{required}): a resumed session would skip the verify callback
-and so lose the errors certlb keeps for each connection.  Binds with C{verify
-none} keep a session cache and tickets.
+Every bind resumes sessions, by session ID (OpenSSL's session cache) and by
+ticket, for L{SESSION_TIMEOUT} seconds.  A resumed session runs no verify
+callback: on binds that verify clients, an info callback follows each
+connection's session, keeps what the full handshake found in the bind's
+L{SessionOutcomes} and gives it back to the connections that resume it (see
+L{certlb.tls.state}).  Each bind has its own context, so its own session
+cache, session ID context and ticket keys: a session never crosses binds.
+OpenSSL makes the ticket keys, at random, when the bind's context is made,
+and keeps them as long as it lives (pyOpenSSL gives no way to set or rotate
+them): tickets of another process are not accepted.
 
 With a C{crl-file}, OpenSSL checks the revocation of every certificate of the
 client's chain against a CRL of its issuer, and reports what goes wrong at
@@ -32,8 +38,9 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from certlb.tls.certinfo import resumption_supported
 from certlb.tls.pem import load_ca_certificates, load_crls, load_key_pair
-from certlb.tls.state import VerifyError, VerifyPolicy, VerifyRecord
+from certlb.tls.state import SessionOutcomes, VerifyError, VerifyPolicy, VerifyRecord
 
 log = Logger()
 
@@ -49,6 +56,10 @@ VERIFY_FLAGS = {
     "optional": SSL.VERIFY_PEER,
     "required": SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT,
 }
+# How long a session can be resumed (as HAProxy's tune.ssl.lifetime), and how
+# much longer certlb keeps its outcome.
+SESSION_TIMEOUT = 300
+OUTCOME_MARGIN = 60
 
 
 def _verify_callback(
@@ -57,7 +68,10 @@ def _verify_callback(
     """Record one verification step; never let an exception pass silently."""
     try:
         record: VerifyRecord = connection.verify_record
-        return record.verify(code, depth, bool(ok))
+        going_on = record.verify(code, depth, bool(ok))
+        if not going_on and record.refused is None:
+            record.refused = certificate  # type: ignore[assignment]
+        return going_on
     except Exception:
         # pyOpenSSL would keep the exception and fail later, obscurely: log it,
         # record it as an application verification failure, and refuse the
@@ -68,6 +82,16 @@ def _verify_callback(
                 VerifyError(APPLICATION_VERIFICATION, depth)
             )
         return False
+
+
+def _track_session(connection: SSL.Connection, where: int, value: int) -> None:
+    """OpenSSL's info callback: let the connection's record follow its session."""
+    try:
+        connection.verify_record.track_session(connection)
+    except Exception:
+        # A record that cannot follow its session restores nothing: a resumed
+        # client is then reported as not verified.
+        log.failure("following a TLS session failed")
 
 
 class RecordingConnection(SSL.Connection):
@@ -122,6 +146,8 @@ def build_context(
     context.check_privatekey()
     context.set_alpn_select_callback(_select_alpn)
     context.set_session_id(session_id)
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    context.set_timeout(SESSION_TIMEOUT)
     if verify != "none":
         assert ca_file is not None, "verify needs a ca-file (the checker says so)"
         authorities = load_ca_certificates(ca_file)
@@ -129,8 +155,11 @@ def build_context(
         context.set_client_ca_list(
             [crypto.X509.from_cryptography(ca).get_subject() for ca in authorities]
         )
-        context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-        context.set_options(SSL.OP_NO_TICKET)
+        if resumption_supported():
+            context.set_info_callback(_track_session)
+        else:  # pragma: no cover - resumed sessions could not be told apart
+            context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+            context.set_options(SSL.OP_NO_TICKET)
         if crl_file is not None:
             check_crls(context, crl_file)
     context.set_verify(VERIFY_FLAGS[verify], _verify_callback)
@@ -140,10 +169,17 @@ def build_context(
 @implementer(IOpenSSLServerConnectionCreator)
 @attrs.define(eq=False)
 class ServerTLS:
-    """Makes each accepted connection's OpenSSL connection, with its record."""
+    """Makes each accepted connection's OpenSSL connection, with its record.
+
+    @ivar sessions: the outcomes of the bind's sessions, for the connections
+        that resume them.
+    """
 
     context: SSL.Context
     policy: VerifyPolicy = attrs.Factory(VerifyPolicy)
+    sessions: SessionOutcomes = attrs.Factory(
+        lambda: SessionOutcomes(SESSION_TIMEOUT + OUTCOME_MARGIN)
+    )
 
     @classmethod
     def for_bind(
@@ -161,7 +197,9 @@ class ServerTLS:
         return cls(context, policy or VerifyPolicy())
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
-        return RecordingConnection(self.context, VerifyRecord(self.policy))
+        return RecordingConnection(
+            self.context, VerifyRecord(self.policy, sessions=self.sessions)
+        )
 
 
 def check_crls(context: SSL.Context, crl_file: str) -> None:

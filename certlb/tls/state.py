@@ -3,25 +3,39 @@
 A L{VerifyRecord} is attached to each server-side TLS connection.  The verify
 callback writes every (error, depth) into it during the handshake; afterwards
 the HTTP side reads one frozen L{ClientCertState}, built once per connection.
+
+A resumed session runs no verify callback: what the full handshake found is
+kept in the bind's L{SessionOutcomes}, by session, and given back to the
+connections that resume it.
 """
 
 from __future__ import annotations
 
+import collections
+import hashlib
+import time
 import weakref
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 import attrs
 from cryptography import x509
 from OpenSSL import crypto
+from twisted.logger import Logger
 
-from certlb.tls.certinfo import CertificateFacts, session_reused
+from certlb.tls.certinfo import CertificateFacts, session_master_key, session_reused
 from certlb.tls.verify_codes import describe
 
 if TYPE_CHECKING:
     from OpenSSL.SSL import Connection, Context
 
+log = Logger()
+
 ALL = "all"
+# X509_V_ERR_APPLICATION_VERIFICATION: what a resumed session whose first
+# verification is no longer known reports (see SessionOutcomes).
+UNKNOWN_OUTCOME = 50
 
 
 @attrs.frozen
@@ -137,13 +151,92 @@ class ClientCertState:
         return None if self.root is None else CertificateFacts(self.root)
 
 
+@attrs.frozen
+class SessionOutcome:
+    """What the full handshake of a TLS session found about its client's
+    certificate, for the connections that resume the session.
+
+    @ivar errors: every verification error, in order.
+    @ivar chain: the certificates the client sent after its own.
+    @ivar verified_chain: the chain OpenSSL verified.
+    """
+
+    errors: tuple[VerifyError, ...]
+    chain: tuple[crypto.X509, ...] = attrs.field(eq=False, repr=False)
+    verified_chain: tuple[crypto.X509, ...] = attrs.field(eq=False, repr=False)
+
+
+@attrs.define(eq=False)
+class SessionOutcomes:
+    """The verification outcomes of one bind's resumable sessions, by session.
+
+    A session is known by a digest of its master key, which OpenSSL keeps in
+    its session cache and inside the (encrypted, authenticated) tickets it
+    issues; a client cannot choose it.  Entries outlive the sessions they
+    describe (C{ttl}, on the monotonic clock, is longer than the session
+    timeout); when more than C{size} are kept the oldest go first.  A
+    resumed session whose outcome is gone is reported as not verified
+    (L{UNKNOWN_OUTCOME}), never as clean.
+
+    @ivar ttl: how long an outcome is kept, in seconds.
+    @ivar size: how many outcomes are kept at most.
+    @ivar clock: the monotonic clock.
+    """
+
+    ttl: float
+    size: int = 50_000
+    clock: Callable[[], float] = time.monotonic
+    _entries: collections.OrderedDict[bytes, tuple[float, SessionOutcome]] = (
+        attrs.field(init=False, factory=collections.OrderedDict)
+    )
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remember(self, key: bytes, outcome: SessionOutcome) -> None:
+        """Keep C{outcome} for the session known by C{key}."""
+        now = self.clock()
+        entries = self._entries
+        entries[key] = (now + self.ttl, outcome)
+        entries.move_to_end(key)
+        # Entries are in the order they were kept: the oldest come first.
+        while entries:
+            expires, _ = next(iter(entries.values()))
+            if expires > now and len(entries) <= self.size:
+                break
+            entries.popitem(last=False)
+
+    def recall(self, key: bytes) -> SessionOutcome | None:
+        """The outcome kept for C{key}, if it is still there."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= self.clock():
+            del self._entries[key]
+            return None
+        return entry[1]
+
+
 @attrs.define(eq=False)
 class VerifyRecord:
-    """Collects the verification of one connection while its handshake runs."""
+    """Collects the verification of one connection while its handshake runs.
+
+    @ivar sessions: where the outcome of this bind's sessions is kept, when
+        it lets sessions that verified a client be resumed.
+    @ivar restored: for a resumed session, the outcome of its full
+        handshake, if it was found.
+    @ivar refused: the certificate whose error failed the handshake (an
+        OpenSSL C{X509}), for the log: OpenSSL keeps no peer certificate
+        after a failed verification.
+    """
 
     policy: VerifyPolicy
     presented: bool = False
     errors: list[VerifyError] = attrs.Factory(list)
+    sessions: SessionOutcomes | None = None
+    restored: SessionOutcome | None = None
+    refused: crypto.X509 | None = None
+    _session: int | None = None
     _state: ClientCertState | None = None
 
     def verify(self, code: int, depth: int, ok: bool = True) -> bool:
@@ -160,6 +253,38 @@ class VerifyRecord:
         self.errors.append(VerifyError(code, depth))
         return self.policy.ignores(code, depth)
 
+    def track_session(self, connection: Connection) -> None:
+        """Follow the connection's session as its handshake goes on: give a
+        resumed one its outcome back, and keep the outcome of every session
+        this connection makes resumable (with TLS 1.3, one per ticket).
+
+        Called by OpenSSL's info callback, at every step of the handshake.
+        """
+        if self.sessions is None:
+            return
+        master_key = session_master_key(connection)
+        # Python's hash tells a new key from the last one cheaply, at every
+        # step; the outcomes are kept by the key's SHA-256.
+        if master_key is None or hash(master_key) == self._session:
+            return
+        first, self._session = self._session is None, hash(master_key)
+        key = hashlib.sha256(master_key).digest()
+        if first and session_reused(connection):
+            self.restored = self.sessions.recall(key)
+            return
+        outcome = (
+            self.restored if session_reused(connection) else self._outcome(connection)
+        )
+        if outcome is not None and connection.get_peer_certificate() is not None:
+            self.sessions.remember(key, outcome)
+
+    def _outcome(self, connection: Connection) -> SessionOutcome:
+        return SessionOutcome(
+            tuple(self.errors),
+            tuple(connection.get_peer_cert_chain(as_cryptography=False) or ()),
+            tuple(connection.get_verified_chain() or ()),
+        )
+
     def state(self, connection: Connection) -> ClientCertState:
         """The connection's L{ClientCertState}, built on first use.
 
@@ -171,34 +296,48 @@ class VerifyRecord:
         return self._state
 
     def _build(self, connection: Connection) -> ClientCertState:
-        crt_errors = [e for e in self.errors if e.depth == 0]
-        ca_errors = [e for e in self.errors if e.depth > 0]
         certificate = connection.get_peer_certificate(as_cryptography=True)
+        resumed = session_reused(connection)
+        errors = tuple(self.errors)
         # On a server, OpenSSL's peer chain holds what the client sent after
         # its own certificate (HAProxy's ssl_c_chain_der gives the same).
-        chain = connection.get_peer_cert_chain(as_cryptography=True) or ()
+        chain = tuple(connection.get_peer_cert_chain(as_cryptography=True) or ())
+        verified: tuple[crypto.X509, ...] = ()
+        if certificate is not None:
+            verified = tuple(connection.get_verified_chain() or ())
+        if resumed and certificate is not None and not self.presented:
+            if self.restored is None:
+                log.warn(
+                    "a resumed TLS session's verification is no longer known: "
+                    "its client certificate is reported as not verified "
+                    "(error {code})",
+                    code=UNKNOWN_OUTCOME,
+                )
+                errors = (VerifyError(UNKNOWN_OUTCOME, 0),)
+            else:
+                errors = self.restored.errors
+                chain = chain or tuple(c.to_cryptography() for c in self.restored.chain)
+                verified = self.restored.verified_chain
+        crt_errors = [e for e in errors if e.depth == 0]
+        ca_errors = [e for e in errors if e.depth > 0]
         name = connection.get_servername()
         return ClientCertState(
             has_crt=self.presented,
             used=certificate is not None,
-            verify=self.errors[-1].code if self.errors else 0,
+            verify=errors[-1].code if errors else 0,
             crt_err=crt_errors[0].code if crt_errors else 0,
             ca_err=ca_errors[0].code if ca_errors else 0,
             ca_err_depth=ca_errors[0].depth if ca_errors else 0,
-            errors=tuple(self.errors),
+            errors=errors,
             certificate=certificate,
             protocol=connection.get_protocol_version_name(),
             cipher=connection.get_cipher_name(),
             # Host names in SNI are ASCII; anything else is shown escaped.
             sni=name.decode("ascii", "backslashreplace") if name else None,
-            chain=tuple(chain),
-            verified_chain=(
-                tuple(connection.get_verified_chain() or ())
-                if certificate is not None
-                else ()
-            ),
+            chain=chain,
+            verified_chain=verified,
             local_certificate=_local_certificate(connection),
-            resumed=session_reused(connection),
+            resumed=resumed,
         )
 
 
