@@ -324,6 +324,44 @@ class ParserTests(SynchronousTestCase):
         config, problems = parse_config(textwrap.dedent(text), "t.cfg", environ={})
         return config, [str(p) for p in problems]
 
+    def test_log_global_and_no_log(self) -> None:
+        """'log global' (as HAProxy configurations carry) is accepted; 'no
+        log' silences a frontend's access lines; log targets are errors that
+        say where certlb's logs go."""
+        config, problems = self.parse(
+            """\
+            defaults
+              mode http
+              log global
+              option httplog
+            frontend a
+              bind :80
+              default_backend b
+            frontend c
+              bind :81
+              no log
+              default_backend b
+            backend b
+              log global
+              server s h:80
+            """
+        )
+        self.assertEqual(problems, [])
+        self.assertIsNotNone(config.frontends[0].log_format)
+        self.assertIsNone(config.frontends[1].log_format)
+        _, problems = self.parse("global\n  log 127.0.0.1:514 local0\n  log global\n")
+        self.assertEqual(
+            problems,
+            [
+                "t.cfg:2: error: 'log 127.0.0.1:514': HAProxy's log targets are not "
+                "implemented yet; certlb writes its logs, access lines included, to "
+                "twistd's log: give twistd --logfile or --syslog, and write 'log "
+                "global' or nothing here",
+                "t.cfg:3: error: 'log global' refers to the global section's logs: "
+                "it belongs in defaults, frontend, listen or backend sections",
+            ],
+        )
+
     def test_option_httplog(self) -> None:
         """'option httplog' in defaults gives HAProxy's HTTP log format to the
         frontends after it; 'no option httplog' takes it back."""

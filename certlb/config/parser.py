@@ -199,15 +199,15 @@ class _Reader:
         name = first.text
         negate = name == "no"
         if negate:
-            if len(words) < 2 or words[1].text != "option":
+            if len(words) < 2 or words[1].text not in ("option", "log"):
                 self.error(
                     first.location,
-                    "'no' can only come before 'option', as in "
+                    "'no' can only come before 'option' or 'log', as in "
                     "'no option http-server-close'",
                 )
                 self._incomplete()
                 return
-            name, words = "option", words[1:]
+            name, words = words[1].text, words[1:]
         entry = keywords.KEYWORDS.get(name)
         if entry is None or kind[0] not in entry.sections:
             self.unknown(first, kind, entry)

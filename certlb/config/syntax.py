@@ -43,6 +43,7 @@ class Draft:
     forwardfor: ForwardFor | None = None
     identity: IdentityHeaders = attrs.Factory(IdentityHeaders)
     log_format: str | None = None
+    no_log: bool = False  # 'no log': no access line, whatever the format
     log_format_location: Location = NOWHERE
     balance: Balance = attrs.Factory(Balance)
     http_check: HttpCheck | None = None
@@ -76,6 +77,7 @@ class Draft:
             forwardfor=self.forwardfor,
             identity=self.identity,
             log_format=self.log_format,
+            no_log=self.no_log,
             log_format_location=self.log_format_location,
             balance=self.balance,
             http_check=self.http_check,
@@ -113,7 +115,7 @@ class Draft:
             forwardfor=self.forwardfor,
             grace=self.grace,
             identity=self.identity,
-            log_format=self.log_format,
+            log_format=None if self.no_log else self.log_format,
             log_format_location=self.log_format_location,
             location=location,
         )
