@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from tests.e2e import E2ETestCase, curl
 from tests.helpers import pki_files
 
+BIND = "127.0.0.1:0 ssl crt ./server.pem ca-file ./ca.crt verify optional"
 CONFIG = """\
     frontend fe
      mode http
-     bind 127.0.0.1:0 ssl crt ./server.pem ca-file ./ca.crt verify optional
+     bind BIND crt-ignore-err 10
      option client-cert-headers
      option forwarded-client-cert sanitize-set Hash,Subject
      http-request set-header X-Ssl-Error %[ssl_c_verify] if { ssl_fc_has_crt }
@@ -51,7 +52,9 @@ def certificate(name: str) -> x509.Certificate:
 class ForgeryTests(E2ETestCase):
     def url(self) -> str:
         port = self.start_backend("s1")
-        ports = self.start_certlb(CONFIG.replace("{port}", str(port)))
+        ports = self.start_certlb(
+            CONFIG.replace("{port}", str(port)).replace("BIND", BIND)
+        )
         return f"https://127.0.0.1:{ports['fe']}/"
 
     async def test_client_with_certificate(self) -> None:
@@ -77,6 +80,28 @@ class ForgeryTests(E2ETestCase):
         )
         self.assertEqual(headers["x-ssl-error"], ["0"])
         self.assertNotIn("x-ssl_error", headers)
+        self.assertNotIn("forged", result.out.decode())
+
+    async def test_chained_client(self) -> None:
+        """A client of an intermediate CA: Client-Cert-Chain carries the
+        intermediate it sent."""
+        result = await curl(self.url(), "chained")
+        headers = received(result.out)
+        intermediate = certificate("intermediate-ca").public_bytes(Encoding.DER)
+        self.assertEqual(
+            headers["client-cert-chain"],
+            [":" + base64.b64encode(intermediate).decode() + ":"],
+        )
+        self.assertEqual(headers["x-ssl-error"], ["0"])
+
+    async def test_client_let_in_despite_an_error(self) -> None:
+        """An expired client let in by crt-ignore-err: no identity is vouched
+        for, and the error is told in certlb's own header."""
+        result = await curl(self.url(), "expired", *FORGED)
+        headers = received(result.out)
+        self.assertEqual(headers["x-ssl-error"], ["10"])
+        for name in ("client-cert", "client-cert-chain", "x-forwarded-client-cert"):
+            self.assertNotIn(name, headers)
         self.assertNotIn("forged", result.out.decode())
 
     async def test_client_without_certificate(self) -> None:
