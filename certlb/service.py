@@ -25,6 +25,7 @@ from certlb.health import HealthCheckService
 from certlb.proxy.channel import FrontendFactory
 from certlb.proxy.engine import Engine
 from certlb.proxy.limits import ConnectionLimits, LimitedFactory
+from certlb.proxy.logtargets import LogTargetsService
 from certlb.proxy.resource import FrontendResource
 from certlb.proxy.runtime import (
     BackendRuntime,
@@ -121,6 +122,7 @@ class CertlbService(MultiService):
         servers (whose C{up} state health checks set).
     @ivar backends: the run-time backends by name.
     @ivar health: the health checks of every backend's servers.
+    @ivar logs: the writers of the frontends' log targets.
     """
 
     def __init__(self, config: Config, reactor: Any) -> None:
@@ -131,6 +133,14 @@ class CertlbService(MultiService):
         self.frontends: dict[str, FrontendRuntime] = build_runtime(
             config, self.backends
         )
+        self.logs = LogTargetsService(
+            (t for f in config.frontends for t in f.logs), reactor
+        )
+        self.logs.setServiceParent(self)
+        for frontend in config.frontends:
+            self.frontends[frontend.name].log_writers = [
+                self.logs.writers[t] for t in frontend.logs
+            ]
         self.engine = Engine(reactor)
         self.limits = ConnectionLimits(
             config.global_.maxconn,

@@ -326,8 +326,8 @@ class ParserTests(SynchronousTestCase):
 
     def test_log_global_and_no_log(self) -> None:
         """'log global' (as HAProxy configurations carry) is accepted; 'no
-        log' silences a frontend's access lines; log targets are errors that
-        say where certlb's logs go."""
+        log' silences a frontend's access lines; 'log global' in the global
+        section is an error."""
         config, problems = self.parse(
             """\
             defaults
@@ -353,10 +353,6 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(
             problems,
             [
-                "t.cfg:2: error: 'log 127.0.0.1:514': HAProxy's log targets are not "
-                "implemented yet; certlb writes its logs, access lines included, to "
-                "twistd's log: give twistd --logfile or --syslog, and write 'log "
-                "global' or nothing here",
                 "t.cfg:3: error: 'log global' refers to the global section's logs: "
                 "it belongs in defaults, frontend, listen or backend sections",
             ],

@@ -567,17 +567,12 @@ class UnknownKeywordTests(SynchronousTestCase):
             )
 
     def test_process_keywords_point_to_twistd(self) -> None:
-        """daemon, log, user and pidfile name twistd's option instead."""
-        _, problems = parse(
-            "global\n  daemon\n  log 127.0.0.1 local0\n  user haproxy\n  pidfile /x\n"
-        )
+        """daemon, user and pidfile name twistd's option instead."""
+        _, problems = parse("global\n  daemon\n  user haproxy\n  pidfile /x\n")
         for problem, message in zip(
             texts(problems),
             [
                 "'daemon': twistd runs certlb in the background unless it is given -n",
-                "'log 127.0.0.1': HAProxy's log targets are not implemented yet; "
-                "certlb writes its logs, access lines included, to twistd's log: "
-                "give twistd --logfile or --syslog",
                 "'user': give twistd --uid instead; remove 'user'",
                 "'pidfile': give twistd --pidfile instead; remove 'pidfile'",
             ],

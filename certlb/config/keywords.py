@@ -14,6 +14,7 @@ from collections.abc import Callable
 from certlb.config import (
     backend_keywords,
     identity_keywords,
+    log_keywords,
     request_rules,
     stick_keywords,
 )
@@ -321,30 +322,6 @@ def _option_httplog(ctx: Context) -> None:
         ctx.draft.log_format_location = ctx.words[1].location
 
 
-def _log(ctx: Context) -> None:
-    """C{log global} and C{no log}; HAProxy's log targets are for later."""
-    if ctx.negate:
-        ctx.no_more(1)
-        ctx.draft.no_log = True
-        return
-    target = ctx.arg(1, "'global' (certlb writes its logs to twistd's log)")
-    if target.text != "global":
-        raise SyntaxProblem(
-            target.location,
-            f"'log {target.text}': HAProxy's log targets are not implemented yet; "
-            "certlb writes its logs, access lines included, to twistd's log: give "
-            "twistd --logfile or --syslog, and write 'log global' or nothing here",
-        )
-    ctx.no_more(2)
-    if ctx.section == "global":
-        raise SyntaxProblem(
-            target.location,
-            "'log global' refers to the global section's logs: it belongs in "
-            "defaults, frontend, listen or backend sections",
-        )
-    ctx.draft.no_log = False
-
-
 def _log_format(ctx: Context) -> None:
     text = ctx.arg(1, "a log-format string, as in 'log-format \"%ci:%cp %ST %{+Q}r\"'")
     if len(ctx.words) > 2:
@@ -417,7 +394,7 @@ KEYWORDS: dict[str, Keyword] = {
     "reqadd": Keyword("flb", request_rules.reqadd),
     "redirect": Keyword("flb", request_rules.redirect),
     "log-format": Keyword("dfl", _log_format),
-    "log": Keyword("gdflb", _log),
+    "log": Keyword("gdflb", log_keywords.log),
 }
 
 _LATER = "'{name}' is an HAProxy keyword that certlb does not implement yet"

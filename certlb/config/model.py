@@ -401,6 +401,49 @@ class IdentityHeaders:
     xfcc_fields: tuple[str, ...] = ("Hash", "Cert", "Subject", "URI", "DNS")
 
 
+LOG_FACILITIES = (
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
+    "uucp", "cron", "auth2", "ftp", "ntp", "audit", "alert", "cron2",
+    "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+)  # fmt: skip
+LOG_LEVELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+LOG_FORMATS = ("rfc3164", "rfc5424", "short", "raw")
+LOG_KINDS = ("stdout", "stderr", "udp", "unix")
+
+
+@attrs.frozen
+class LogTarget:
+    """A C{log} line: where a proxy's log lines go, and how they are written.
+
+    @ivar kind: C{stdout}, C{stderr}, C{udp} (a syslog server) or C{unix} (a
+        datagram socket such as C{/dev/log}).
+    @ivar address: the target as the line wrote it.
+    @ivar host: the syslog server's address (C{udp}).
+    @ivar port: the syslog server's port (C{udp}).
+    @ivar path: the socket's path (C{unix}).
+    @ivar length: the longest line sent, in bytes; longer ones are cut.
+    @ivar level: the least severe level sent (C{None}: every level).
+    @ivar minlevel: the most severe level sent: more severe lines are sent
+        at this level (C{None}: as they are).
+    """
+
+    kind: str = attrs.field(validator=v.in_(LOG_KINDS))
+    address: str
+    facility: str = attrs.field(validator=v.in_(LOG_FACILITIES))
+    format: str = attrs.field(default="rfc3164", validator=v.in_(LOG_FORMATS))
+    host: str | None = None
+    port: int = 514
+    path: str | None = None
+    length: int = attrs.field(default=1024, validator=[v.ge(80), v.le(65535)])
+    level: str | None = attrs.field(
+        default=None, validator=v.optional(v.in_(LOG_LEVELS))
+    )
+    minlevel: str | None = attrs.field(
+        default=None, validator=v.optional(v.in_(LOG_LEVELS))
+    )
+    location: Location = NOWHERE
+
+
 @attrs.frozen
 class Frontend:
     """A proxy that accepts connections (a C{frontend}, or a C{listen}).
@@ -414,6 +457,8 @@ class Frontend:
         milliseconds.
     @ivar log_format: the access log line, a log-format string (from
         C{option httplog} or C{log-format}); C{None}: no access log.
+    @ivar logs: where its log lines go (C{log} lines, C{log global} having
+        been replaced by the global section's); none: to twistd's log.
     """
 
     name: str
@@ -435,6 +480,7 @@ class Frontend:
     identity: IdentityHeaders = IdentityHeaders()
     log_format: str | None = None
     log_format_location: Location = NOWHERE
+    logs: tuple[LogTarget, ...] = ()
     location: Location = NOWHERE
 
 
@@ -516,11 +562,13 @@ class Global:
         in flight, in milliseconds (C{None}: as long as they last).
     @ivar grace: at a stop, how long frontends without a C{grace} of their
         own go on accepting connections, in milliseconds.
+    @ivar logs: its C{log} lines, which C{log global} in a proxy refers to.
     """
 
     maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
     hard_stop_after: int | None = attrs.field(default=None, validator=_positive_or_none)
     grace: int | None = attrs.field(default=None, validator=_positive_or_none)
+    logs: tuple[LogTarget, ...] = ()
 
 
 @attrs.frozen

@@ -18,7 +18,7 @@ from certlb.config import keywords
 from certlb.config.conditions import SyntaxProblem
 from certlb.config.errors import WARNING, Location, Problem, suggest
 from certlb.config.lexer import Line, Word, tokenize
-from certlb.config.model import Backend, Config, Frontend, Global
+from certlb.config.model import Backend, Config, Frontend, Global, LogTarget
 from certlb.config.syntax import Context, Draft, Keyword
 
 SECTIONS = ("global", "defaults", "frontend", "backend", "listen")
@@ -68,6 +68,8 @@ class _Reader:
         self.global_maxconn: int | None = None
         self.global_hard_stop_after: int | None = None
         self.global_grace: int | None = None
+        self.global_logs: list[LogTarget] = []
+        self.log_global: set[int] = set()  # frontends saying 'log global'
         self.named_defaults: dict[str, Draft] = {}
         self.frontends: list[Frontend] = []
         self.backends: list[Backend] = []
@@ -158,6 +160,7 @@ class _Reader:
                 self.global_hard_stop_after = draft.hard_stop_after
             if draft.grace is not None:
                 self.global_grace = draft.grace
+            self.global_logs.extend(draft.logs)
             return
         if section.kind == "defaults":
             self.defaults = draft
@@ -176,6 +179,8 @@ class _Reader:
             return
         try:
             if section.kind in ("frontend", "listen"):
+                if draft.log_global and not draft.no_log:
+                    self.log_global.add(len(self.frontends))
                 self.frontends.append(
                     draft.frontend(section.name, section.location, section.kind)
                 )
@@ -259,13 +264,20 @@ class _Reader:
         )
 
     def config(self, files: tuple[str, ...]) -> Config:
+        global_logs = tuple(self.global_logs)
+        # 'log global' means the global section's lines, wherever it is.
+        frontends = tuple(
+            attrs.evolve(f, logs=global_logs + f.logs) if i in self.log_global else f
+            for i, f in enumerate(self.frontends)
+        )
         return Config(
-            frontends=tuple(self.frontends),
+            frontends=frontends,
             backends=tuple(self.backends),
             global_=Global(
                 maxconn=self.global_maxconn,
                 hard_stop_after=self.global_hard_stop_after,
                 grace=self.global_grace,
+                logs=global_logs,
             ),
             files=files,
         )

@@ -22,6 +22,7 @@ from certlb.config.model import (
     HeaderRule,
     HttpCheck,
     IdentityHeaders,
+    LogTarget,
     Redirect,
     RequestRule,
     Server,
@@ -45,6 +46,8 @@ class Draft:
     log_format: str | None = None
     no_log: bool = False  # 'no log': no access line, whatever the format
     log_format_location: Location = NOWHERE
+    logs: list[LogTarget] = attrs.Factory(list)  # its 'log TARGET ...' lines
+    log_global: bool = False  # 'log global': the global section's too
     balance: Balance = attrs.Factory(Balance)
     http_check: HttpCheck | None = None
     httpchk: bool = False  # 'option httpchk' given: HTTP checks are on
@@ -79,6 +82,8 @@ class Draft:
             log_format=self.log_format,
             no_log=self.no_log,
             log_format_location=self.log_format_location,
+            logs=list(self.logs),
+            log_global=self.log_global,
             balance=self.balance,
             http_check=self.http_check,
             httpchk=self.httpchk,
@@ -117,6 +122,7 @@ class Draft:
             identity=self.identity,
             log_format=None if self.no_log else self.log_format,
             log_format_location=self.log_format_location,
+            logs=() if self.no_log else tuple(self.logs),
             location=location,
         )
 

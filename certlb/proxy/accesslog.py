@@ -1,6 +1,7 @@
 """Access log lines: one per request, for frontends with C{option httplog}
-or a C{log-format}, written at info level in the C{certlb.access} namespace
-(so that twistd's C{--logfile} and C{--syslog} take them)."""
+or a C{log-format}, sent at info level to the frontend's C{log} targets, or
+when it has none, written in the C{certlb.access} namespace (so that
+twistd's C{--logfile} and C{--syslog} take them)."""
 
 from __future__ import annotations
 
@@ -27,5 +28,9 @@ def write_access_line(frontend: FrontendRuntime, context: IRequestContext) -> No
             "frontend {frontend}: cannot write an access log line",
             frontend=frontend.name,
         )
+        return
+    if frontend.log_writers:
+        for writer in frontend.log_writers:
+            writer.send(line)
         return
     access_log.info("{line}", line=line, frontend=frontend.name)

@@ -23,6 +23,7 @@ from certlb.config.model import (
 )
 from certlb.proxy.balancer import make_balancer
 from certlb.proxy.identity import certificate_headers, forged
+from certlb.proxy.logtargets import LogWriter
 from certlb.proxy.servers import ServerState
 from certlb.proxy.stick import Persistence, StickTableRuntime
 from certlb.rules.acl import acls_by_name, compile_condition
@@ -171,6 +172,8 @@ class FrontendRuntime:
         its backend's.
     @ivar log_format: the access log line written for each request, or
         C{None} for none.
+    @ivar log_writers: where its access lines go (its C{log} lines); none:
+        to twistd's log.
     """
 
     name: str
@@ -187,6 +190,7 @@ class FrontendRuntime:
     identity: IdentityHeaders = attrs.Factory(IdentityHeaders)
     forged: frozenset[str] = frozenset()
     log_format: LogFormat | None = None
+    log_writers: Sequence[LogWriter] = ()
 
     def route(self, context: IRequestContext) -> BackendRuntime | None:
         """The backend for a request: the first rule that matches, or the default."""
