@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import textwrap
 import time
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost, TimeoutError
 from twisted.internet.protocol import Factory, Protocol
@@ -541,3 +546,47 @@ class RefusedBeforeRulesTests(AccessLogTestCase):
             f"-1/-1/-1/-1/{int(self.frontend.http_request_timeout * 1000)} "
             f'408 {sent} - - cR-- 1/1/0/0/0 0/0 "<BADREQ>"',
         )
+
+
+def _hostile_certificate() -> x509.Certificate:
+    """A certificate whose CN and DNS name hold line breaks."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil\r\n<134>forged")])
+    start = datetime.datetime(2026, 1, 1)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=999))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("a\nb.example")]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+
+
+class LogInjectionTests(AccessLogTestCase):
+    config_text = """\
+    frontend fe
+        mode http
+        bind :80
+        log-format "%{+Q}[ssl_c_s_dn(cn)] %[ssl_c_san(DNS)] %ST"
+        default_backend be
+    backend be
+        mode http
+        server s1 10.0.0.1:80
+"""
+
+    def test_certificate_fields_cannot_add_lines(self) -> None:
+        """A certificate's fields holding CR or LF are logged with them
+        written #0D and #0A, on one line."""
+        state = ClientCertState(
+            has_crt=True, used=True, certificate=_hostile_certificate()
+        )
+        client = self.connect_client(state)
+        client.get()
+        self.accept().respond(OK)
+        self.assertEqual(self.lines(), ['"evil#0D#0A<134>forged" a#0Ab.example 200'])

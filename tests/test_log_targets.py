@@ -246,6 +246,13 @@ class FormatTests(SynchronousTestCase):
         )
         self.assertEqual(line, b"x" * 80)
 
+    def test_one_line(self) -> None:
+        """A message holding line breaks stays one line."""
+        line = format_line(
+            target(facility="user", format="raw"), "a\r\nb\nc", 6, WHEN, "h", 1
+        )
+        self.assertEqual(line, b"a#0D#0Ab#0Ac")
+
 
 class WriterTests(SynchronousTestCase):
     def writer(self, **kwargs: Any) -> tuple[LogWriter, list[bytes]]:

@@ -40,6 +40,7 @@ from certlb.proxy.http import (
     serialize_head,
 )
 from certlb.rules.context import ConnectionInfo, RequestContext
+from certlb.rules.logformat import log_safe
 from certlb.rules.record import RequestRecord
 from certlb.tls.certinfo import CertificateFacts
 from certlb.tls.state import client_cert_state, verify_record
@@ -732,7 +733,12 @@ def _names(certificate: X509 | None) -> tuple[str | None, str | None]:
         return None, None
     try:
         facts = CertificateFacts(certificate.to_cryptography())
-        return facts.subject.oneline, facts.issuer.oneline
+        # A refused client chose these names: nothing in them may add a line.
+        subject, issuer = facts.subject.oneline, facts.issuer.oneline
+        return (
+            None if subject is None else log_safe(subject),
+            None if issuer is None else log_safe(issuer),
+        )
     except Exception:
         return None, None
 

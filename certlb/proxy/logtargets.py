@@ -56,6 +56,8 @@ def format_line(
         line = f"{pri}{message}"
     else:
         line = message
+    # One message, one line, whatever it holds.
+    line = line.replace("\r", "#0D").replace("\n", "#0A")
     return line.encode("utf-8", "replace")[: target.length]
 
 

@@ -55,6 +55,17 @@ def header_value(text: str) -> str:
     return _FORBIDDEN.sub(_percent, text)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def log_safe(text: str) -> str:
+    """C{text} with its control characters written C{#XX}, as HAProxy
+    writes them in logs."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda m: f"#{ord(m.group()):02X}", text)
+
+
 def _percent(match: re.Match[str]) -> str:
     return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
 
@@ -232,7 +243,9 @@ class LogFormat:
 
     def render_log(self, context: IRequestContext) -> str:
         """The text for C{context} as HAProxy's C{log-format} writes it: a
-        missing or empty value is C{-} (C{""} when quoted)."""
+        missing or empty value is C{-} (C{""} when quoted), and control
+        characters (a certificate's fields may hold CR and LF) are written
+        C{#XX}, so that no value can add a log line."""
         out = []
         after_space = True
         for item in self.items:
@@ -243,7 +256,7 @@ class LogFormat:
                 continue
             text = item.render(context, True)
             if text:
-                out.append(text)
+                out.append(log_safe(text))
                 after_space = False
         return "".join(out)
 
