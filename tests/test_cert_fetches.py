@@ -21,8 +21,6 @@ from certlb.pki import Identity
 from certlb.rules.acl import (
     CompiledCondition,
     RuleError,
-    acls_by_name,
-    compile_condition,
 )
 from certlb.rules.actions import compile_rules
 from certlb.rules.cert_fetches import CERTIFICATE_FETCHES, RemainingDaysFetch
@@ -32,6 +30,7 @@ from certlb.rules.logformat import compile_log_format
 from certlb.tls.state import ClientCertState
 from tests.helpers import pki, pki_files
 from tests.test_fetches import context, fetch
+from tests.test_rules import condition as rules_condition
 from tests.test_tls import Client, handshake, server_tls
 
 HERE = Location("t.cfg", 7)
@@ -462,22 +461,11 @@ def condition(acls: Sequence[str], text: str) -> CompiledCondition:
     """C{use_backend b TEXT} of a frontend verifying client certificates,
     with the C{acl} lines C{acls}, compiled through the configuration
     parser."""
-    lines = "".join(f"  acl {acl}\n" for acl in acls)
     files = pki_files()
-    config, problems = parse_config(
-        "frontend f\n  mode http\n"
-        f"  bind :443 ssl crt {files['server.pem']} ca-file {files['ca.crt']} "
-        "verify optional\n"
-        f"{lines}  use_backend b {text}\n"
-        "  default_backend b\nbackend b\n  mode http\n  server s h:80\n",
-        "t.cfg",
-        environ={},
+    bind = (
+        f":443 ssl crt {files['server.pem']} ca-file {files['ca.crt']} verify optional"
     )
-    assert [p for p in problems if p.severity == "error"] == [], problems
-    front = config.frontends[0]
-    cond = front.use_backends[0].condition
-    assert cond is not None
-    return compile_condition(cond, acls_by_name(front.acls))
+    return rules_condition(acls, text, bind)
 
 
 class RuleTests(SynchronousTestCase):

@@ -25,6 +25,7 @@ from certlb.proxy.identity import (
     rfc9440,
     xfcc_element,
 )
+from certlb.tls.certinfo import CertificateFacts
 from certlb.tls.state import ClientCertState
 from tests.helpers import pki
 from tests.proxy_harness import ProxyTestCase
@@ -128,7 +129,10 @@ class FormatTests(SynchronousTestCase):
         """Client-Cert is the certificate's DER in base64 between colons;
         Client-Cert-Chain lists the rest of the chain."""
         chained = pki().clients["chained"]
-        headers = rfc9440(chained.certificate, (chained.certificate, *chained.chain))
+        headers = rfc9440(
+            CertificateFacts(chained.certificate),
+            (chained.certificate, *chained.chain),
+        )
         self.assertEqual(headers[0][0], "Client-Cert")
         self.assertEqual(
             base64.b64decode(headers[0][1].strip(":")), der(chained.certificate)
@@ -139,14 +143,14 @@ class FormatTests(SynchronousTestCase):
             [base64.b64decode(i.strip(":")) for i in items],
             [der(c) for c in chained.chain],
         )
-        self.assertEqual(len(rfc9440(chained.certificate, ())), 1)
+        self.assertEqual(len(rfc9440(CertificateFacts(chained.certificate), ())), 1)
 
     def test_xfcc(self) -> None:
         """An XFCC element: the hash of the DER, the PEM URL-encoded, the
         subject quoted, each URI and DNS name."""
         certificate = certificate_with_names()
         element = xfcc_element(
-            certificate, (), ("Hash", "Cert", "Subject", "URI", "DNS")
+            CertificateFacts(certificate), (), ("Hash", "Cert", "Subject", "URI", "DNS")
         )
         parts = element.split(";")
         self.assertEqual(
@@ -170,7 +174,9 @@ class FormatTests(SynchronousTestCase):
 
         def xfcc(mode: str) -> list[str]:
             identity = IdentityHeaders(xfcc=mode, xfcc_fields=("URI",))
-            headers = identity_headers(identity, certificate, (), received)
+            headers = identity_headers(
+                identity, CertificateFacts(certificate), (), received
+            )
             return [v for n, v in headers if n == "X-Forwarded-Client-Cert"]
 
         self.assertEqual(xfcc("sanitize-set"), ["URI=spiffe://acme/svc"])

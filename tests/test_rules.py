@@ -62,12 +62,12 @@ def matches(
     return compile_matcher(method, patterns, i)(value)
 
 
-def condition(acls: Sequence[str], text: str) -> CompiledCondition:
+def condition(acls: Sequence[str], text: str, bind: str = ":80") -> CompiledCondition:
     """Compile C{use_backend b TEXT} of a frontend with the C{acl} lines
-    C{acls} (each without its 'acl' keyword)."""
+    C{acls} (each without its 'acl' keyword), listening on C{bind}."""
     lines = "".join(f"  acl {acl}\n" for acl in acls)
     config, problems = parse_config(
-        f"frontend f\n  mode http\n  bind :80\n{lines}  use_backend b {text}\n"
+        f"frontend f\n  mode http\n  bind {bind}\n{lines}  use_backend b {text}\n"
         "  default_backend b\nbackend b\n  mode http\n  server s h:80\n",
         "t.cfg",
         environ={},

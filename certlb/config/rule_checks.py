@@ -45,7 +45,7 @@ from certlb.tls.state import ClientCertState
 from certlb.tls.verify_codes import VERIFY_CODES
 
 # Fetches in a log-format string: %[name or %{flags}[name
-_LOG_FORMAT_FETCH = re.compile(r"%(?:\{[^}]*\})?\[([A-Za-z_][A-Za-z0-9_.]*)")
+LOG_FORMAT_FETCH = re.compile(r"%(?:\{[^}]*\})?\[([A-Za-z_][A-Za-z0-9_.]*)")
 _VERIFY_PATTERN = re.compile(r"^\d+$")
 OTHER_ERROR = 21  # stands for "any other error": an unknown CA ends with it
 
@@ -189,7 +189,7 @@ def _fetches(proxy: Frontend | Backend) -> Iterator[tuple[str, Location]]:
                 *(v for _, v in rule.headers),
             )
         for text in texts:
-            for match in _LOG_FORMAT_FETCH.finditer(text or ""):
+            for match in LOG_FORMAT_FETCH.finditer(text or ""):
                 yield match.group(1), rule.location
 
 

@@ -350,7 +350,7 @@ class Exchange:
         tls = self.connection.tls
         if tls is not None and tls.certificate is not None and vouched(tls):
             identity = identity_headers(
-                self.frontend.identity, tls.certificate, tls.chain, self.context.headers
+                self.frontend.identity, tls.peer, tls.chain, self.context.headers
             )
             replaced = {name.lower().encode("latin-1") for name, _ in identity}
             headers = [(n, v) for n, v in headers if n.lower() not in replaced]

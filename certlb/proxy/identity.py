@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote
 
@@ -29,16 +28,15 @@ from certlb.config.model import (
     HeaderRule,
     IdentityHeaders,
 )
-from certlb.config.rule_checks import condition_acls
+from certlb.config.rule_checks import LOG_FORMAT_FETCH, condition_acls
 from certlb.rules.acl import acls_by_name
 from certlb.rules.logformat import header_value
+from certlb.tls.certinfo import CertificateFacts
 from certlb.tls.state import ClientCertState
 
 CLIENT_CERT = "Client-Cert"
 CLIENT_CERT_CHAIN = "Client-Cert-Chain"
 XFCC = "X-Forwarded-Client-Cert"
-
-_LOG_FORMAT_FETCH = re.compile(r"%(?:\{[^}]*\})?\[([A-Za-z_][A-Za-z0-9_.]*)")
 
 
 def _of_certificate(fetch: str) -> bool:
@@ -75,7 +73,7 @@ def certificate_headers(config: Config) -> frozenset[str]:
                 acl.expression.fetch for acl in condition_acls(rule.condition, acls)
             )
             if rule.log_format and rule.value:
-                fetches = (*fetches, *_LOG_FORMAT_FETCH.findall(rule.value))
+                fetches = (*fetches, *LOG_FORMAT_FETCH.findall(rule.value))
             if (proxy.name in chosen and isinstance(proxy, Backend)) or any(
                 _of_certificate(fetch) for fetch in fetches
             ):
@@ -102,19 +100,20 @@ def _der(certificate: x509.Certificate) -> bytes:
     return certificate.public_bytes(Encoding.DER)
 
 
+def _item(der: bytes) -> str:
+    """A byte sequence of RFC 8941."""
+    return ":" + base64.b64encode(der).decode("ascii") + ":"
+
+
 def rfc9440(
-    certificate: x509.Certificate, chain: Sequence[x509.Certificate]
+    client: CertificateFacts, chain: Sequence[x509.Certificate]
 ) -> list[tuple[str, str]]:
     """RFC 9440's headers: the certificate, and the chain that came with it
     (the certificate itself left out), as byte sequences of RFC 8941."""
-
-    def item(cert: x509.Certificate) -> str:
-        return ":" + base64.b64encode(_der(cert)).decode("ascii") + ":"
-
-    headers = [(CLIENT_CERT, item(certificate))]
-    rest = [cert for cert in chain if cert != certificate]
+    headers = [(CLIENT_CERT, _item(client.der))]
+    rest = [cert for cert in chain if cert != client.certificate]
     if rest:
-        headers.append((CLIENT_CERT_CHAIN, ", ".join(item(cert) for cert in rest)))
+        headers.append((CLIENT_CERT_CHAIN, ", ".join(_item(_der(c)) for c in rest)))
     return headers
 
 
@@ -127,16 +126,17 @@ def _pem(certificate: x509.Certificate) -> str:
 
 
 def xfcc_element(
-    certificate: x509.Certificate,
+    client: CertificateFacts,
     chain: Sequence[x509.Certificate],
     fields: Sequence[str],
 ) -> str:
     """The element of C{X-Forwarded-Client-Cert} for a client certificate,
-    with C{fields} in Envoy's order and syntax."""
+    with C{fields} in the order given, in Envoy's syntax."""
+    certificate = client.certificate
     parts = []
     for field in fields:
         if field == "Hash":
-            parts.append("Hash=" + hashlib.sha256(_der(certificate)).hexdigest())
+            parts.append("Hash=" + hashlib.sha256(client.der).hexdigest())
         elif field == "Cert":
             parts.append(f'Cert="{_pem(certificate)}"')
         elif field == "Chain":
@@ -146,40 +146,32 @@ def xfcc_element(
             parts.append("Subject=" + _quoted(certificate.subject.rfc4514_string()))
         else:
             kind = x509.UniformResourceIdentifier if field == "URI" else x509.DNSName
-            parts += [f"{field}={name}" for name in _names(certificate, kind)]
+            parts += [f"{field}={name}" for name in client.san_values(kind)]
     return ";".join(parts)
-
-
-def _names(certificate: x509.Certificate, kind: type) -> list[str]:
-    try:
-        san = certificate.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName
-        )
-    except (x509.ExtensionNotFound, ValueError):  # none, or a malformed one
-        return []
-    return [str(name) for name in san.value.get_values_for_type(kind)]
 
 
 def identity_headers(
     identity: IdentityHeaders,
-    certificate: x509.Certificate | None,
+    client: CertificateFacts | None,
     chain: Sequence[x509.Certificate],
     received: Sequence[tuple[str, str]],
 ) -> list[tuple[str, str]]:
     """The headers to add to a request for the client's certificate, as the
     frontend's options say.
 
+    @param client: the client certificate's fields, read once per
+        connection.
     @param received: the request's headers, after the rules (for the
         C{append} mode of C{X-Forwarded-Client-Cert}, whose element goes
         after those of the proxies before).
     """
     headers: list[tuple[str, str]] = []
-    if certificate is None:
+    if client is None:
         return headers
     if identity.client_cert:
-        headers += rfc9440(certificate, chain)
+        headers += rfc9440(client, chain)
     if identity.xfcc in ("sanitize-set", "append"):
-        element = xfcc_element(certificate, chain, identity.xfcc_fields)
+        element = xfcc_element(client, chain, identity.xfcc_fields)
         before = [v for n, v in received if n.lower() == XFCC.lower()]
         if identity.xfcc == "append" and before:
             element = ",".join([*before, element])
