@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import (
@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from certlb.config.checker import check
-from certlb.config.errors import ERROR, ConfigError, Problem
+from certlb.config.errors import ERROR, ConfigError, Problem, RuleError
 from certlb.config.model import Bind, Config, Frontend
 from certlb.health import HealthCheckService
 from certlb.proxy.channel import FrontendFactory
@@ -35,7 +35,7 @@ from certlb.proxy.runtime import (
 )
 from certlb.tls.pem import PemError
 from certlb.tls.server import ServerTLS
-from certlb.tls.state import VerifyPolicy
+from certlb.tls.state import ClientCertState, VerifyPolicy
 
 log = Logger()
 
@@ -115,14 +115,52 @@ class ListenerService(Service):
         return [(f, p.getHost().host, p.getHost().port) for f, _, p in self.ports]
 
 
+class ClientConnection(NamedTuple):
+    """A client connection open now, as L{CertlbService.connections} gives it.
+
+    @ivar frontend: the name of the frontend that accepted it.
+    @ivar peer: the client's C{(address, port)}.
+    @ivar tls: what its client certificate was (the facts that rules and
+        fetches such as C{ssl_c_verify} see); C{None} over plain TCP, and
+        while its TLS handshake is under way.
+    """
+
+    frontend: str
+    peer: tuple[str, int]
+    tls: ClientCertState | None
+
+
 class CertlbService(MultiService):
     """The whole of certlb: listeners, and what they share.
 
+    Add it to an C{Application} or a C{MultiService} of your own; its state
+    can be read from Python while it runs (from the reactor's thread), and
+    is not to be changed but through the configuration:
+
+      - C{service.backends[NAME].servers}: each server's L{ServerState}, in
+        configuration order: C{name}, C{address}, C{up} (what health checks
+        last said; servers without C{check} stay up), C{usable} (up, not
+        C{disabled}, of some weight), C{active} (requests sent to it and not
+        finished), and for a checked server C{monitor.health}, HAProxy's
+        health counter (UP from C{rise}, at most C{rise + fall - 1}).
+      - L{connections}: each open client connection with its certificate
+        state, a L{ClientCertState}.
+      - L{addresses}: where each frontend listens (useful with port 0).
+
+    Inside a request, a rule written in Python reads the same certificate
+    state as C{context.connection.tls} (its L{IRequestContext}).
+
+    @ivar config: the configuration it runs.
     @ivar frontends: the run-time frontends by name, with their backends and
-        servers (whose C{up} state health checks set).
-    @ivar backends: the run-time backends by name.
+        servers.
+    @ivar backends: the run-time backends (L{BackendRuntime}) by name: their
+        C{servers}, and C{waiting}, the requests queued for a free server
+        (C{maxconn}).
     @ivar health: the health checks of every backend's servers.
     @ivar logs: the writers of the frontends' log targets.
+    @ivar limits: the connections open per frontend and in all
+        (C{limits.count(frontend)}, C{limits.count_all()}).
+    @ivar listeners: the listening ports.
     """
 
     def __init__(self, config: Config, reactor: Any) -> None:
@@ -166,6 +204,22 @@ class CertlbService(MultiService):
         self.health.setServiceParent(self)
         self.listeners = ListenerService(listeners, reactor, self.limits)
         self.listeners.setServiceParent(self)
+
+    def connections(self) -> Iterator[ClientConnection]:
+        """Each client connection open now, with its certificate state."""
+        for name, factory in self.factories.items():
+            for channel in list(factory.channels):
+                info = channel.connection
+                if info is not None:
+                    done = _handshake_done(channel.transport)
+                    yield ClientConnection(
+                        name, info.source, info.tls if done else None
+                    )
+
+    def addresses(self) -> list[tuple[str, str, int]]:
+        """C{(frontend, host, port)} of each port it listens on, once started
+        (the port the system chose, for a bind on port 0)."""
+        return self.listeners.addresses()
 
     def resource(self, frontend: str) -> FrontendResource:
         """A twisted.web resource forwarding requests through C{frontend}'s
@@ -242,6 +296,17 @@ class CertlbService(MultiService):
             factory.abort()
 
 
+def _handshake_done(transport: Any) -> bool:
+    """Whether a connection's certificate state is final: its TLS handshake
+    is over (the client's Finished came), or it is not TLS.
+
+    (The state is kept from its first reading on: reading it earlier would
+    keep what the handshake had not yet found.)
+    """
+    finished = getattr(transport.getHandle(), "get_peer_finished", None)
+    return finished is None or finished() is not None
+
+
 def _cancel(call: IDelayedCall) -> None:
     if call.active():
         call.cancel()
@@ -280,13 +345,21 @@ def make_service(config: Config, reactor: Any) -> CertlbService:
     """Build certlb's service tree for C{config}.
 
     The configuration is checked first, so that one built in Python gets the
-    same errors as one read from a file.  Nothing listens until the service
-    is started.
+    same errors as one read from a file (and its warnings are logged).
+    Nothing listens until the service is started.
 
     @param reactor: the reactor to listen, connect and time with.
     @raise ConfigError: the configuration has errors.
     """
-    problems = [p for p in check(config) if p.severity == ERROR]
+    found = check(config)
+    problems = [p for p in found if p.severity == ERROR]
     if problems:
         raise ConfigError(problems)
-    return CertlbService(config, reactor)
+    if not config.files:
+        # Built in Python: no loader has reported its warnings.
+        for problem in found:
+            log.warn("{problem}", problem=problem)
+    try:
+        return CertlbService(config, reactor)
+    except RuleError as e:  # a plugin that fails on a server (a health check)
+        raise ConfigError([Problem(e.location, e.message)]) from None

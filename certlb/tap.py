@@ -18,7 +18,7 @@ log = Logger()
 
 
 class Options(usage.Options):
-    synopsis = "--config FILE [--config FILE ...] [--check]"
+    synopsis = "--config FILE [--config FILE ...] [--check] [--debug-rules]"
     longdesc = (
         "Run certlb, a TLS-terminating HTTP load balancer that verifies client "
         "certificates, with an HAProxy-style configuration.  Several "
@@ -26,12 +26,20 @@ class Options(usage.Options):
         "in a configuration (crt, ca-file) are relative to that file's "
         "directory.  See certlb(1) and certlb.cfg(5)."
     )
-    optFlags: ClassVar[list[list[str]]] = [
+    optFlags: ClassVar[list[list[str | None]]] = [
         [
             "check",
             "c",
             "Check the configuration, print every problem, and exit: "
             "0 when it can run, 1 otherwise.",
+        ],
+        [
+            "debug-rules",
+            None,
+            "Log the rule trace of every request (which rules matched and "
+            "why, the backend chosen) at debug level, to twistd's log and to "
+            "the frontend's log targets whose level lets debug through.  "
+            "Never sent to clients.",
         ],
     ]
 
@@ -101,5 +109,13 @@ def makeService(options: Options) -> IService:
 
     top = _ReportListenError()
     service: Any = make_service(config, reactor)
+    if options["debug-rules"]:
+        from certlb.rules.trace import enable_tracing
+
+        enable_tracing(config, service.frontends)
+        log.info(
+            "rule tracing is on (--debug-rules): each request's trace is "
+            "logged at debug level"
+        )
     service.setServiceParent(top)
     return top

@@ -10,8 +10,10 @@ from zope.interface.verify import verifyObject
 from certlb.config import load_config, parse_config
 from certlb.rules.actions import compile_rules
 from certlb.rules.converters import CONVERTERS, CONVERTERS_LATER
+from certlb.rules.files import config_path as resolve
+from certlb.rules.files import relative_to
 from certlb.rules.interfaces import IConverter
-from certlb.rules.maps import MAP_CONVERTERS, relative_to, resolve
+from certlb.rules.maps import MAP_CONVERTERS
 from tests.test_fetches import context, convert
 
 ABC_DIGESTS = {

@@ -43,7 +43,7 @@ class AccessLogTests(E2ETestCase):
         self.assertRegex(
             lines[0],
             r"^127\.0\.0\.1:\d+ \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\.\d{3}\] plain~ "
-            r"be/s1 \d+/0/\d+/\d+/\d+ 200 \d+ - - ---- \d+/1/1/1/0 0/0 "
+            r"be/s1 \d+/\d+/\d+/\d+/\d+ 200 \d+ - - ---- \d+/1/1/1/0 0/0 "
             r'"GET /hello HTTP/1\.1"$',
         )
         self.assertEqual(

@@ -13,6 +13,7 @@ from certlb.rules.acl import RuleError, compile_acl, compile_expression
 from certlb.rules.context import ConnectionInfo, RequestContext
 from certlb.rules.converters import CONVERTERS, cast
 from certlb.rules.fetches import FETCHES, Fetch, TlsFetch
+from certlb.rules.registry import BUILTIN, active
 from certlb.tls.state import ClientCertState
 
 VALID = ClientCertState(
@@ -439,20 +440,20 @@ class ExpressionTests(SynchronousTestCase):
     def test_impossible_cast(self) -> None:
         """A converter that cannot take the type before it is an error when
         the expression is compiled."""
-        FETCHES["test_bin"] = Fetch("test_bin", "bin", lambda c: b"\x01")
-        self.addCleanup(FETCHES.pop, "test_bin")
-        e = self.assertRaises(
-            RuleError,
-            compile_expression,
-            SampleExpression("test_bin", (), (("add", ("1",)),)),
-        )
+        fetch = Fetch("test_bin", "bin", lambda c: b"\x01")
+        with active(BUILTIN.including("fetch", fetch)):
+            e = self.assertRaises(
+                RuleError,
+                compile_expression,
+                SampleExpression("test_bin", (), (("add", ("1",)),)),
+            )
+            sample, output = compile_expression(
+                SampleExpression("test_bin", (), (("lower", ()),))
+            )
         self.assertEqual(
             e.message,
             "converter 'add' takes int values, but 'test_bin' gives bin values, "
             "which cannot be cast to int",
-        )
-        sample, output = compile_expression(
-            SampleExpression("test_bin", (), (("lower", ()),))
         )
         self.assertEqual((sample(context()), output), ("\x01", "str"))
 

@@ -479,7 +479,7 @@ class ReturnFileTests(SynchronousTestCase):
         config, _ = self.config(b"<p>\nerror %[ssl_c_verify]\n</p>\n")
         rules = compile_rules(config.backends[0])  # type: ignore[attr-defined]
         response = rules.apply(request(verify=10))
-        self.assertEqual(response.body, b"<p>\nerror 10\n</p>\n")  # type: ignore[union-attr]
+        self.assertEqual(response.body, b"<p>\nerror 10\n</p>\n")
 
     def test_lf_file_not_utf8(self) -> None:
         """An lf-file that is not UTF-8 is a configuration error naming it."""

@@ -5,6 +5,7 @@ balancing, retries.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 
 import attrs
@@ -24,6 +25,7 @@ from certlb.config.model import (
     SERVER_VERIFY_MODES,
     TLS_VERSIONS,
     HttpCheck,
+    PluginUse,
     Server,
 )
 from certlb.config.syntax import Context, integer, no_effect_in
@@ -199,12 +201,12 @@ def balance(ctx: Context) -> None:
                 "parentheses",
             )
         argument = rest[:-1]
-    if name not in BALANCE_ALGORITHMS:
-        raise SyntaxProblem(
-            word.location,
-            f"unknown balance algorithm '{name}'; certlb balances with: "
-            f"{', '.join(BALANCE_ALGORITHMS)}" + suggest(name, BALANCE_ALGORITHMS),
-        )
+    if name not in BALANCE_ALGORITHMS and not paren:
+        # A plugin's algorithm, or a mistake: the checker tells which.
+        args = tuple(w.text for w in ctx.words[2:])
+        ctx.draft.plugin_balance = PluginUse(name, args, word.location)
+        return
+    ctx.draft.plugin_balance = None
     options = [w.text for w in ctx.words[2:]]
     where = word
     if name == "hdr":
@@ -442,6 +444,18 @@ def grace(ctx: Context) -> None:
     value = ctx.arg(1, "a duration, as in 10s")
     ctx.no_more(2)
     ctx.draft.grace = _duration(value)
+
+
+def plugin_dir(ctx: Context) -> None:
+    """C{plugin-dir DIR} (global): search the modules of DIR for plugins."""
+    word = ctx.arg(1, "a directory of plugin modules")
+    ctx.no_more(2)
+    directory = os.path.abspath(ctx.path(word))
+    if not os.path.isdir(directory):
+        raise SyntaxProblem(
+            word.location, f"plugin-dir {directory!r} is not a directory"
+        )
+    ctx.draft.plugin_dirs.append(directory)
 
 
 def hard_stop_after(ctx: Context) -> None:

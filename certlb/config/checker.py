@@ -25,6 +25,7 @@ from certlb.config.model import (
     Frontend,
     HeaderRule,
 )
+from certlb.config.plugin_checks import check_plugins
 from certlb.config.rule_checks import check_rules
 from certlb.config.server_tls import check_server_tls
 from certlb.rules.acl import (
@@ -36,6 +37,7 @@ from certlb.rules.acl import (
     never_matches,
     undefined_acls,
 )
+from certlb.rules.registry import active, for_config
 from certlb.tls.pem import PemError, load_ca_certificates, load_crls, load_key_pair
 from certlb.tls.state import VerifyPolicy
 from certlb.tls.verify_codes import VERIFY_CODES
@@ -49,7 +51,11 @@ def check(config: Config, incomplete: Iterable[str] = ()) -> list[Problem]:
         bind, no server, an undefined ACL) is then most likely that line,
         already reported, and not said again.
     """
-    skip = frozenset(incomplete)
+    with active(for_config(config.global_.plugin_dirs)):
+        return _check(config, frozenset(incomplete))
+
+
+def _check(config: Config, skip: frozenset[str]) -> list[Problem]:
     problems: list[Problem] = []
     _unique(problems, "frontend", config.frontends)
     _unique(problems, "backend", config.backends)
@@ -61,6 +67,7 @@ def check(config: Config, incomplete: Iterable[str] = ()) -> list[Problem]:
         _backend(problems, backend, f"backend {backend.name}" not in skip)
         _stick_tables(problems, backend, backends)
     problems += check_rules(config, skip)
+    problems += check_plugins(config)
     return problems
 
 

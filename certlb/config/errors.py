@@ -64,3 +64,12 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     """A C{"; did you mean 'X'?"} hint for a misspelt C{name}, or C{""}."""
     close = closest(name, choices)
     return f"; did you mean '{close}'?" if close else ""
+
+
+class RuleError(Exception):
+    """A rule cannot be compiled; names the place and what to write instead."""
+
+    def __init__(self, location: Location, message: str) -> None:
+        super().__init__(f"{location}: {message}")
+        self.location = location
+        self.message = message

@@ -32,6 +32,7 @@ from certlb.config.model import (
     VERIFY_MODES,
     Bind,
     ForwardFor,
+    PluginUse,
     UseBackend,
 )
 from certlb.config.syntax import Context, Keyword, condition, integer, no_effect_in
@@ -259,6 +260,12 @@ def _timeout(ctx: Context) -> None:
 def _option(ctx: Context) -> None:
     name = ctx.arg(1, "an option name, as in 'option forwardfor'")
     handler = OPTIONS.get(name.text)
+    if handler is None and ctx.section[0] in "dlb":
+        # A plugin's health check, or a mistake: the checker tells which.
+        args = tuple(w.text for w in ctx.words[2:])
+        use = None if ctx.negate else PluginUse(name.text, args, name.location)
+        ctx.draft.plugin_check = use
+        return
     if handler is None:
         raise SyntaxProblem(
             name.location,
@@ -386,6 +393,7 @@ KEYWORDS: dict[str, Keyword] = {
     "stick": Keyword("lb", stick_keywords.stick),
     "grace": Keyword("gdfl", backend_keywords.grace),
     "hard-stop-after": Keyword("g", backend_keywords.hard_stop_after),
+    "plugin-dir": Keyword("g", backend_keywords.plugin_dir),
     "maxconn": Keyword("gdfl", _maxconn),
     "timeout": Keyword("dflb", _timeout),
     "option": Keyword("dflb", _option),

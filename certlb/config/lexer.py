@@ -6,8 +6,8 @@ C{\\'}, C{\\"}, C{\\r}, C{\\n}, C{\\t}, C{\\xHH}; any other backslash is kept, s
 regular expressions read as written); text in single quotes is taken as it
 is; text in double quotes has its escapes and its environment variables
 (C{$NAME}, C{${NAME}}) expanded.  Braces, C{!} and C{||} are ordinary words
-here; the parser gives them meaning, unless they were quoted (C{"{"} is a
-word, not a brace).
+here; the parser gives them meaning, unless they were quoted (an opening brace in
+quotes is a word, not a brace).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Word:
     @ivar text: the word after quotes and escapes are resolved.
     @ivar location: where the word starts.
     @ivar literal: true when any part of it was quoted or escaped, so that
-        a quoted C{"{"} is text, not a brace.
+        a quoted opening brace is text, not a brace.
     """
 
     text: str

@@ -7,9 +7,13 @@ Times are in milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import attrs
 from attrs import validators as v
 
+from certlb.config import validators as valid
 from certlb.config.addresses import format_address
 from certlb.config.errors import Location, Problem
 
@@ -41,16 +45,33 @@ RETRY_ON_STATUSES = (401, 403, 404, 408, 421, 425, 429, 500, 501, 502, 503, 504)
 NOWHERE = Location("<python>", 0)
 
 
-def _port(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if not 0 <= value <= 65535:
-        raise ValueError(f"{attribute.name} must be within 0-65535, not {value}")
+T = TypeVar("T")
 
 
-def _positive_or_none(
-    instance: object, attribute: attrs.Attribute, value: int | None
+def _expression(value: SampleExpression | str | None) -> SampleExpression | None:
+    """A sample expression, or its text (as in C{hdr(host),lower})."""
+    return SampleExpression.parse(value) if isinstance(value, str) else value
+
+
+def _condition(value: Condition | str | None) -> Condition | None:
+    """A condition, or its text (as in C{if { ssl_c_verify 0 }})."""
+    return Condition.parse(value) if isinstance(value, str) else value
+
+
+def _optional_condition(
+    instance: object, attribute: attrs.Attribute[Any], value: Any
 ) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be positive, not {value}")
+    if not (value is None or isinstance(value, Condition)):
+        want = "a Condition, its text (as in 'if { ssl_c_verify 0 }') or None"
+        valid.fail(instance, attribute, value, want, TypeError)
+
+
+def _retry_on(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    known = (*RETRY_ON_EVENTS, *RETRY_ON_STATUSES)
+    if not isinstance(value, frozenset) or not value <= frozenset(known):
+        valid.fail(
+            instance, attribute, value, "a set of " + ", ".join(map(repr, known))
+        )
 
 
 @attrs.frozen
@@ -62,10 +83,32 @@ class SampleExpression:
     @ivar converters: C{(name, args)} pairs applied in order.
     """
 
-    fetch: str
-    args: tuple[str, ...] = ()
-    converters: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    location: Location = NOWHERE
+    fetch: str = attrs.field(validator=valid.nonempty)
+    args: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(str, "a tuple of strings"),
+    )
+    converters: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(tuple, "a tuple of (name, args)"),
+    )
+    location: Location = attrs.field(default=NOWHERE, validator=valid.location)
+
+    @classmethod
+    def parse(cls, text: str) -> SampleExpression:
+        """The expression C{text}, as a configuration writes it
+        (C{hdr(host),lower}).
+
+        @raise ValueError: it is not an expression.
+        """
+        from certlb.config.conditions import parse_expression
+
+        words = _words(text, "an expression")
+        if len(words) != 1:
+            raise ValueError(f"{text!r} is not one expression")
+        return _parsed(text, parse_expression, words[0])
 
     def __str__(self) -> str:
         def call(name: str, args: tuple[str, ...]) -> str:
@@ -87,11 +130,34 @@ class AclDef:
         as C{gt} is the first pattern).
     """
 
-    name: str | None
-    expression: SampleExpression
-    flags: tuple[str, ...] = ()
-    patterns: tuple[str, ...] = ()
-    location: Location = NOWHERE
+    name: str | None = attrs.field(validator=valid.optional_text)
+    expression: SampleExpression = attrs.field(
+        converter=_expression,
+        validator=valid.of_type(SampleExpression, "an expression"),
+    )
+    flags: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(str, "a tuple of strings"),
+    )
+    patterns: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(str, "a tuple of strings"),
+    )
+    location: Location = attrs.field(default=NOWHERE, validator=valid.location)
+
+    @classmethod
+    def parse(cls, name: str | None, text: str) -> AclDef:
+        """The ACL C{name} (C{None}: anonymous) that C{text} defines, as an
+        C{acl} line writes it after the name (C{ssl_c_verify 0}, C{path -m
+        beg /api}).
+
+        @raise ValueError: C{text} is not an ACL.
+        """
+        from certlb.config.conditions import parse_acl_body
+
+        return _parsed(text, parse_acl_body, name, _words(text, "an ACL"), NOWHERE)
 
 
 @attrs.frozen
@@ -121,8 +187,50 @@ class Condition:
     groups: tuple[tuple[AclTerm, ...], ...]
     location: Location = NOWHERE
 
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        """The condition C{text}, as a rule writes it after its action:
+        C{if { ssl_c_verify 0 }}, C{unless valid || local}; a text that does
+        not begin with C{if} or C{unless} is taken as after an C{if}.
+
+        @raise ValueError: C{text} is not a condition.
+        """
+        from certlb.config.conditions import parse_condition
+        from certlb.config.lexer import Word
+
+        words = _words(text, "a condition")
+        if words[0].text not in ("if", "unless") or words[0].literal:
+            words = [Word("if", NOWHERE), *words]
+        return _parsed(text, parse_condition, words)
+
 
 ALL_ERRORS = "all"
+
+
+def _words(text: str, what: str) -> list[Any]:
+    """The words of C{text}, read as on a configuration line."""
+    from certlb.config.lexer import tokenize
+
+    problems: list[Problem] = []
+    lines = (
+        list(tokenize(text, NOWHERE.file, {}, problems))
+        if isinstance(text, str)
+        else []
+    )
+    if problems or len(lines) != 1:
+        why = f": {problems[0].message}" if problems else ""
+        raise ValueError(f"{text!r} is not {what}{why}")
+    return list(lines[0].words)
+
+
+def _parsed(text: str, parse: Callable[..., T], *args: Any) -> T:
+    """C{parse(*args)}, its syntax errors raised as C{ValueError}."""
+    from certlb.config.conditions import SyntaxProblem
+
+    try:
+        return parse(*args)
+    except SyntaxProblem as e:
+        raise ValueError(f"{text!r}: {e.message}") from None
 
 
 @attrs.frozen
@@ -139,16 +247,26 @@ class Bind:
         whole chain.
     """
 
-    host: str
-    port: int = attrs.field(validator=_port)
-    ssl: bool = False
-    crt: str | None = None
-    ca_file: str | None = None
-    verify: str = attrs.field(default="none", validator=v.in_(VERIFY_MODES))
-    crt_ignore_err: frozenset[int] | str = frozenset()
-    ca_ignore_err: frozenset[int] | str = frozenset()
-    crl_file: str | None = None
-    location: Location = NOWHERE
+    host: str = attrs.field(converter=valid.any_host, validator=valid.text)
+    port: int = attrs.field(validator=valid.port)
+    ssl: bool = attrs.field(default=False, validator=valid.flag)
+    crt: str | None = attrs.field(
+        default=None, converter=valid.as_path, validator=valid.optional_path
+    )
+    ca_file: str | None = attrs.field(
+        default=None, converter=valid.as_path, validator=valid.optional_path
+    )
+    verify: str = attrs.field(default="none", validator=valid.one_of(VERIFY_MODES))
+    crt_ignore_err: frozenset[int] | str = attrs.field(
+        default=frozenset(), converter=valid.error_codes, validator=valid.ignored_errors
+    )
+    ca_ignore_err: frozenset[int] | str = attrs.field(
+        default=frozenset(), converter=valid.error_codes, validator=valid.ignored_errors
+    )
+    crl_file: str | None = attrs.field(
+        default=None, converter=valid.as_path, validator=valid.optional_path
+    )
+    location: Location = attrs.field(default=NOWHERE, validator=valid.location)
 
     @property
     def address(self) -> str:
@@ -174,45 +292,59 @@ class Server:
     @ivar ssl_min_ver: C{TLSv1.2} or C{TLSv1.3}; C{ssl_max_ver} likewise.
     """
 
-    name: str
-    host: str
-    port: int = attrs.field(validator=_port)
-    check: bool = False
-    weight: int = attrs.field(default=1, validator=[v.ge(0), v.le(256)])
-    disabled: bool = False
-    backup: bool = False
-    maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
-    check_ssl: bool = False
-    inter: int = attrs.field(default=2000, validator=v.ge(1))
-    fastinter: int | None = attrs.field(default=None, validator=_positive_or_none)
-    downinter: int | None = attrs.field(default=None, validator=_positive_or_none)
-    rise: int = attrs.field(default=2, validator=v.ge(1))
-    fall: int = attrs.field(default=3, validator=v.ge(1))
-    check_port: int | None = None
-    check_addr: str | None = None
+    name: str = attrs.field(validator=valid.nonempty)
+    host: str = attrs.field(validator=valid.host)
+    port: int = attrs.field(validator=valid.port)
+    check: bool = attrs.field(default=False, validator=valid.flag)
+    weight: int = attrs.field(default=1, validator=valid.integer(0, 256))
+    disabled: bool = attrs.field(default=False, validator=valid.flag)
+    backup: bool = attrs.field(default=False, validator=valid.flag)
+    maxconn: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    check_ssl: bool = attrs.field(default=False, validator=valid.flag)
+    inter: int = attrs.field(default=2000, validator=valid.integer(1))
+    fastinter: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    downinter: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    rise: int = attrs.field(default=2, validator=valid.integer(1))
+    fall: int = attrs.field(default=3, validator=valid.integer(1))
+    check_port: int | None = attrs.field(
+        default=None, validator=valid.integer(1, 65535, optional=True)
+    )
+    check_addr: str | None = attrs.field(default=None, validator=valid.optional_text)
     init_state: str | None = attrs.field(
-        default=None, validator=v.optional(v.in_(INIT_STATES))
+        default=None, validator=valid.one_of(INIT_STATES, optional=True)
     )
     observe: str | None = attrs.field(
-        default=None, validator=v.optional(v.in_(("layer4", "layer7")))
+        default=None, validator=valid.one_of(("layer4", "layer7"), optional=True)
     )
-    error_limit: int = attrs.field(default=10, validator=v.ge(1))
-    on_error: str = attrs.field(default="fail-check", validator=v.in_(ON_ERROR_MODES))
-    ssl: bool = False
+    error_limit: int = attrs.field(default=10, validator=valid.integer(1))
+    on_error: str = attrs.field(
+        default="fail-check", validator=valid.one_of(ON_ERROR_MODES)
+    )
+    ssl: bool = attrs.field(default=False, validator=valid.flag)
     verify: str | None = attrs.field(
-        default=None, validator=v.optional(v.in_(SERVER_VERIFY_MODES))
+        default=None, validator=valid.one_of(SERVER_VERIFY_MODES, optional=True)
     )
-    ca_file: str | None = None
-    crl_file: str | None = None
-    crt: str | None = None
-    sni: SampleExpression | None = None
-    verifyhost: str | None = None
-    check_sni: str | None = None
+    ca_file: str | None = attrs.field(
+        default=None, converter=valid.as_path, validator=valid.optional_path
+    )
+    crl_file: str | None = attrs.field(
+        default=None, converter=valid.as_path, validator=valid.optional_path
+    )
+    crt: str | None = attrs.field(
+        default=None, converter=valid.as_path, validator=valid.optional_path
+    )
+    sni: SampleExpression | None = attrs.field(
+        default=None,
+        converter=_expression,
+        validator=valid.of_type(SampleExpression, "an expression", optional=True),
+    )
+    verifyhost: str | None = attrs.field(default=None, validator=valid.optional_text)
+    check_sni: str | None = attrs.field(default=None, validator=valid.optional_text)
     ssl_min_ver: str | None = attrs.field(
-        default=None, validator=v.optional(v.in_(TLS_VERSIONS))
+        default=None, validator=valid.one_of(TLS_VERSIONS, optional=True)
     )
     ssl_max_ver: str | None = attrs.field(
-        default=None, validator=v.optional(v.in_(TLS_VERSIONS))
+        default=None, validator=valid.one_of(TLS_VERSIONS, optional=True)
     )
     location: Location = NOWHERE
 
@@ -231,14 +363,18 @@ class Server:
 class Timeouts:
     """The timeouts of a proxy, in milliseconds; C{None} means certlb's default."""
 
-    connect: int | None = attrs.field(default=None, validator=_positive_or_none)
-    client: int | None = attrs.field(default=None, validator=_positive_or_none)
-    server: int | None = attrs.field(default=None, validator=_positive_or_none)
-    http_request: int | None = attrs.field(default=None, validator=_positive_or_none)
-    http_keep_alive: int | None = attrs.field(default=None, validator=_positive_or_none)
-    queue: int | None = attrs.field(default=None, validator=_positive_or_none)
-    check: int | None = attrs.field(default=None, validator=_positive_or_none)
-    tunnel: int | None = attrs.field(default=None, validator=_positive_or_none)
+    connect: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    client: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    server: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    http_request: int | None = attrs.field(
+        default=None, validator=valid.positive_or_none
+    )
+    http_keep_alive: int | None = attrs.field(
+        default=None, validator=valid.positive_or_none
+    )
+    queue: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    check: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    tunnel: int | None = attrs.field(default=None, validator=valid.positive_or_none)
 
 
 @attrs.frozen
@@ -252,13 +388,18 @@ class HttpCheck:
         expectation fails.
     """
 
-    method: str = "OPTIONS"
-    uri: str = "/"
-    version: str = "HTTP/1.0"
-    host: str | None = None
-    expect: str | None = None
-    pattern: str = ""
-    negate: bool = False
+    method: str = attrs.field(default="OPTIONS", validator=valid.nonempty)
+    uri: str = attrs.field(default="/", validator=valid.nonempty)
+    version: str = attrs.field(default="HTTP/1.0", validator=valid.nonempty)
+    host: str | None = attrs.field(default=None, validator=valid.optional_text)
+    expect: str | None = attrs.field(
+        default=None,
+        validator=valid.one_of(
+            ("status", "rstatus", "string", "rstring"), optional=True
+        ),
+    )
+    pattern: str = attrs.field(default="", validator=valid.text)
+    negate: bool = attrs.field(default=False, validator=valid.flag)
 
 
 @attrs.frozen
@@ -286,18 +427,20 @@ class Balance:
 class ForwardFor:
     """C{option forwardfor}: tell servers the client's address in a header."""
 
-    header: str = "X-Forwarded-For"
-    except_network: str | None = None
-    if_none: bool = False
+    header: str = attrs.field(default="X-Forwarded-For", validator=valid.nonempty)
+    except_network: str | None = attrs.field(default=None, validator=valid.network)
+    if_none: bool = attrs.field(default=False, validator=valid.flag)
 
 
 @attrs.frozen
 class UseBackend:
     """C{use_backend NAME [if|unless COND]}."""
 
-    backend: str
-    condition: Condition | None = None
-    location: Location = NOWHERE
+    backend: str = attrs.field(validator=valid.nonempty)
+    condition: Condition | None = attrs.field(
+        default=None, converter=_condition, validator=_optional_condition
+    )
+    location: Location = attrs.field(default=NOWHERE, validator=valid.location)
 
 
 REDIRECT_KINDS = ("location", "prefix", "scheme")
@@ -375,7 +518,32 @@ class Return:
     location: Location = NOWHERE
 
 
-RequestRule = Redirect | HeaderRule | Deny | Return
+@attrs.frozen
+class PluginAction:
+    """C{http-request NAME ARGS [if|unless COND]}, NAME an action of a plugin
+    (an L{certlb.rules.interfaces.IRequestActionType}).
+
+    @ivar args: the words after the name, up to C{if}/C{unless}.
+    """
+
+    name: str
+    args: tuple[str, ...] = ()
+    condition: Condition | None = None
+    location: Location = NOWHERE
+
+
+RequestRule = Redirect | HeaderRule | Deny | Return | PluginAction
+
+
+@attrs.frozen
+class PluginUse:
+    """C{balance NAME ARGS} or C{option NAME ARGS}, NAME of a plugin (an
+    L{certlb.rules.interfaces.IBalancerType} or
+    L{certlb.rules.interfaces.IHealthCheckType})."""
+
+    name: str
+    args: tuple[str, ...] = ()
+    location: Location = NOWHERE
 
 
 XFCC_MODES = ("sanitize", "sanitize-set", "forward", "append")
@@ -394,11 +562,15 @@ class IdentityHeaders:
     @ivar xfcc_fields: the fields of the element certlb writes.
     """
 
-    client_cert: bool = False
+    client_cert: bool = attrs.field(default=False, validator=valid.flag)
     xfcc: str | None = attrs.field(
-        default=None, validator=v.optional(v.in_(XFCC_MODES))
+        default=None, validator=valid.one_of(XFCC_MODES, optional=True)
     )
-    xfcc_fields: tuple[str, ...] = ("Hash", "Cert", "Subject", "URI", "DNS")
+    xfcc_fields: tuple[str, ...] = attrs.field(
+        default=("Hash", "Cert", "Subject", "URI", "DNS"),
+        converter=valid.as_tuple,
+        validator=valid.subset(XFCC_FIELDS),
+    )
 
 
 LOG_FACILITIES = (
@@ -427,21 +599,24 @@ class LogTarget:
         at this level (C{None}: as they are).
     """
 
-    kind: str = attrs.field(validator=v.in_(LOG_KINDS))
-    address: str
-    facility: str = attrs.field(validator=v.in_(LOG_FACILITIES))
-    format: str = attrs.field(default="rfc3164", validator=v.in_(LOG_FORMATS))
-    host: str | None = None
-    port: int = 514
-    path: str | None = None
-    length: int = attrs.field(default=1024, validator=[v.ge(80), v.le(65535)])
+    kind: str = attrs.field(validator=valid.one_of(LOG_KINDS))
+    address: str = attrs.field(validator=valid.nonempty)
+    facility: str = attrs.field(validator=valid.one_of(LOG_FACILITIES))
+    format: str = attrs.field(default="rfc3164", validator=valid.one_of(LOG_FORMATS))
+    host: str | None = attrs.field(default=None, validator=valid.optional_text)
+    port: int = attrs.field(default=514, validator=valid.port)
+    path: str | None = attrs.field(default=None, validator=valid.optional_text)
+    length: int = attrs.field(default=1024, validator=valid.integer(80, 65535))
     level: str | None = attrs.field(
-        default=None, validator=v.optional(v.in_(LOG_LEVELS))
+        default=None, validator=valid.one_of(LOG_LEVELS, optional=True)
     )
     minlevel: str | None = attrs.field(
-        default=None, validator=v.optional(v.in_(LOG_LEVELS))
+        default=None, validator=valid.one_of(LOG_LEVELS, optional=True)
     )
-    location: Location = NOWHERE
+    location: Location = attrs.field(default=NOWHERE, validator=valid.location)
+
+
+_RULES = "a tuple of request rules (Redirect, HeaderRule, Deny, Return, ...)"
 
 
 @attrs.frozen
@@ -461,27 +636,67 @@ class Frontend:
         been replaced by the global section's); none: to twistd's log.
     """
 
-    name: str
-    binds: tuple[Bind, ...] = ()
-    acls: tuple[AclDef, ...] = ()
-    http_request: tuple[RequestRule, ...] = ()
-    reqadd: tuple[HeaderRule, ...] = ()
-    redirects: tuple[Redirect, ...] = ()
-    listen: bool = False
-    use_backends: tuple[UseBackend, ...] = ()
-    default_backend: str | None = None
-    default_backend_location: Location = NOWHERE
-    mode: str = attrs.field(default="http", validator=v.in_(("http",)))
-    timeouts: Timeouts = Timeouts()
-    maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
-    http_server_close: bool = False
-    forwardfor: ForwardFor | None = None
-    grace: int | None = attrs.field(default=None, validator=_positive_or_none)
-    identity: IdentityHeaders = IdentityHeaders()
-    log_format: str | None = None
-    log_format_location: Location = NOWHERE
-    logs: tuple[LogTarget, ...] = ()
-    location: Location = NOWHERE
+    name: str = attrs.field(validator=valid.nonempty)
+    binds: tuple[Bind, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(Bind, "a tuple of Bind"),
+    )
+    acls: tuple[AclDef, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(AclDef, "a tuple of AclDef"),
+    )
+    http_request: tuple[RequestRule, ...] = attrs.field(
+        default=(), converter=valid.as_tuple, validator=valid.items(RequestRule, _RULES)
+    )
+    reqadd: tuple[HeaderRule, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(HeaderRule, "a tuple of HeaderRule"),
+    )
+    redirects: tuple[Redirect, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(Redirect, "a tuple of Redirect"),
+    )
+    listen: bool = attrs.field(default=False, validator=valid.flag)
+    use_backends: tuple[UseBackend, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(UseBackend, "a tuple of UseBackend"),
+    )
+    default_backend: str | None = attrs.field(
+        default=None, validator=valid.optional_text
+    )
+    default_backend_location: Location = attrs.field(
+        default=NOWHERE, validator=valid.location
+    )
+    mode: str = attrs.field(default="http", validator=valid.one_of(("http",)))
+    timeouts: Timeouts = attrs.field(
+        default=Timeouts(), validator=valid.of_type(Timeouts, "a Timeouts")
+    )
+    maxconn: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    http_server_close: bool = attrs.field(default=False, validator=valid.flag)
+    forwardfor: ForwardFor | None = attrs.field(
+        default=None,
+        validator=valid.of_type(ForwardFor, "a ForwardFor", optional=True),
+    )
+    grace: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    identity: IdentityHeaders = attrs.field(
+        default=IdentityHeaders(),
+        validator=valid.of_type(IdentityHeaders, "an IdentityHeaders"),
+    )
+    log_format: str | None = attrs.field(default=None, validator=valid.optional_text)
+    log_format_location: Location = attrs.field(
+        default=NOWHERE, validator=valid.location
+    )
+    logs: tuple[LogTarget, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(LogTarget, "a tuple of LogTarget"),
+    )
+    location: Location = attrs.field(default=NOWHERE, validator=valid.location)
 
 
 @attrs.frozen
@@ -499,12 +714,12 @@ class StickTable:
         least recently used entries dropped.
     """
 
-    type: str = attrs.field(validator=v.in_(STICK_TABLE_TYPES))
-    size: int = attrs.field(validator=v.ge(1))
-    length: int = attrs.field(default=32, validator=v.ge(1))
-    expire: int | None = attrs.field(default=None, validator=_positive_or_none)
-    nopurge: bool = False
-    location: Location = NOWHERE
+    type: str = attrs.field(validator=valid.one_of(STICK_TABLE_TYPES))
+    size: int = attrs.field(validator=valid.integer(1))
+    length: int = attrs.field(default=32, validator=valid.integer(1))
+    expire: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    nopurge: bool = attrs.field(default=False, validator=valid.flag)
+    location: Location = attrs.field(default=NOWHERE, validator=valid.location)
 
 
 @attrs.frozen
@@ -514,11 +729,16 @@ class StickRule:
     @ivar table: the backend whose table it uses (C{None}: its own).
     """
 
-    kind: str = attrs.field(validator=v.in_(STICK_RULE_KINDS))
-    expression: SampleExpression
-    table: str | None = None
-    condition: Condition | None = None
-    location: Location = NOWHERE
+    kind: str = attrs.field(validator=valid.one_of(STICK_RULE_KINDS))
+    expression: SampleExpression = attrs.field(
+        converter=_expression,
+        validator=valid.of_type(SampleExpression, "an expression"),
+    )
+    table: str | None = attrs.field(default=None, validator=valid.optional_text)
+    condition: Condition | None = attrs.field(
+        default=None, converter=_condition, validator=_optional_condition
+    )
+    location: Location = attrs.field(default=NOWHERE, validator=valid.location)
 
 
 @attrs.frozen
@@ -531,26 +751,72 @@ class Backend:
     @ivar redispatch: C{option redispatch [N]}: every Nth retry goes to
         another server (negative: the Nth before the last; C{None}: never).
     @ivar retry_on: the failures worth a retry (C{retry-on}).
+    @ivar plugin_balance: C{balance NAME}, NAME a plugin's algorithm (which
+        replaces C{balance}).
+    @ivar plugin_check: C{option NAME}, NAME a plugin's health check (which
+        replaces the TCP, TLS or HTTP check of servers with C{check}).
     """
 
-    name: str
-    servers: tuple[Server, ...] = ()
-    acls: tuple[AclDef, ...] = ()
-    http_request: tuple[RequestRule, ...] = ()
-    reqadd: tuple[HeaderRule, ...] = ()
-    redirects: tuple[Redirect, ...] = ()
-    balance: Balance = Balance()
-    mode: str = attrs.field(default="http", validator=v.in_(("http",)))
-    timeouts: Timeouts = Timeouts()
-    http_server_close: bool = False
-    forwardfor: ForwardFor | None = None
-    http_check: HttpCheck | None = None
-    allbackups: bool = False
-    retries: int = attrs.field(default=3, validator=v.ge(0))
-    redispatch: int | None = None
-    retry_on: frozenset[str | int] = frozenset({"conn-failure"})
-    stick_table: StickTable | None = None
-    stick_rules: tuple[StickRule, ...] = ()
+    name: str = attrs.field(validator=valid.nonempty)
+    servers: tuple[Server, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(Server, "a tuple of Server"),
+    )
+    acls: tuple[AclDef, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(AclDef, "a tuple of AclDef"),
+    )
+    http_request: tuple[RequestRule, ...] = attrs.field(
+        default=(), converter=valid.as_tuple, validator=valid.items(RequestRule, _RULES)
+    )
+    reqadd: tuple[HeaderRule, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(HeaderRule, "a tuple of HeaderRule"),
+    )
+    redirects: tuple[Redirect, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(Redirect, "a tuple of Redirect"),
+    )
+    balance: Balance = attrs.field(
+        default=Balance(), validator=valid.of_type(Balance, "a Balance")
+    )
+    mode: str = attrs.field(default="http", validator=valid.one_of(("http",)))
+    timeouts: Timeouts = attrs.field(
+        default=Timeouts(), validator=valid.of_type(Timeouts, "a Timeouts")
+    )
+    http_server_close: bool = attrs.field(default=False, validator=valid.flag)
+    forwardfor: ForwardFor | None = attrs.field(
+        default=None,
+        validator=valid.of_type(ForwardFor, "a ForwardFor", optional=True),
+    )
+    http_check: HttpCheck | None = attrs.field(
+        default=None, validator=valid.of_type(HttpCheck, "an HttpCheck", optional=True)
+    )
+    allbackups: bool = attrs.field(default=False, validator=valid.flag)
+    retries: int = attrs.field(default=3, validator=valid.integer(0))
+    redispatch: int | None = attrs.field(
+        default=None, validator=valid.of_type(int, "an integer", optional=True)
+    )
+    retry_on: frozenset[str | int] = attrs.field(
+        default=frozenset({"conn-failure"}),
+        converter=valid.as_frozenset,
+        validator=_retry_on,
+    )
+    stick_table: StickTable | None = attrs.field(
+        default=None,
+        validator=valid.of_type(StickTable, "a StickTable", optional=True),
+    )
+    stick_rules: tuple[StickRule, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(StickRule, "a tuple of StickRule"),
+    )
+    plugin_balance: PluginUse | None = None
+    plugin_check: PluginUse | None = None
     location: Location = NOWHERE
 
 
@@ -563,22 +829,41 @@ class Global:
     @ivar grace: at a stop, how long frontends without a C{grace} of their
         own go on accepting connections, in milliseconds.
     @ivar logs: its C{log} lines, which C{log global} in a proxy refers to.
+    @ivar plugin_dirs: C{plugin-dir} lines: directories whose modules are
+        searched for plugins too (absolute paths).
     """
 
-    maxconn: int | None = attrs.field(default=None, validator=_positive_or_none)
-    hard_stop_after: int | None = attrs.field(default=None, validator=_positive_or_none)
-    grace: int | None = attrs.field(default=None, validator=_positive_or_none)
+    maxconn: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    hard_stop_after: int | None = attrs.field(
+        default=None, validator=valid.positive_or_none
+    )
+    grace: int | None = attrs.field(default=None, validator=valid.positive_or_none)
     logs: tuple[LogTarget, ...] = ()
+    plugin_dirs: tuple[str, ...] = ()
 
 
 @attrs.frozen
 class Config:
     """A whole configuration: what C{load_config} returns."""
 
-    frontends: tuple[Frontend, ...] = ()
-    backends: tuple[Backend, ...] = ()
-    global_: Global = Global()
-    files: tuple[str, ...] = ()
+    frontends: tuple[Frontend, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(Frontend, "a tuple of Frontend"),
+    )
+    backends: tuple[Backend, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(Backend, "a tuple of Backend"),
+    )
+    global_: Global = attrs.field(
+        default=Global(), validator=valid.of_type(Global, "a Global")
+    )
+    files: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(str, "a tuple of file names"),
+    )
     warnings: tuple[Problem, ...] = attrs.field(default=(), eq=False)
 
     def backend(self, name: str) -> Backend | None:

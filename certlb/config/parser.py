@@ -69,6 +69,7 @@ class _Reader:
         self.global_hard_stop_after: int | None = None
         self.global_grace: int | None = None
         self.global_logs: list[LogTarget] = []
+        self.plugin_dirs: list[str] = []
         self.log_global: set[int] = set()  # frontends saying 'log global'
         self.named_defaults: dict[str, Draft] = {}
         self.frontends: list[Frontend] = []
@@ -161,6 +162,7 @@ class _Reader:
             if draft.grace is not None:
                 self.global_grace = draft.grace
             self.global_logs.extend(draft.logs)
+            self.plugin_dirs.extend(draft.plugin_dirs)
             return
         if section.kind == "defaults":
             self.defaults = draft
@@ -278,6 +280,7 @@ class _Reader:
                 hard_stop_after=self.global_hard_stop_after,
                 grace=self.global_grace,
                 logs=global_logs,
+                plugin_dirs=tuple(self.plugin_dirs),
             ),
             files=files,
         )

@@ -18,6 +18,7 @@ from certlb.config.model import (
     Condition,
     Deny,
     HeaderRule,
+    PluginAction,
     Redirect,
     Return,
 )
@@ -253,11 +254,10 @@ def http_request(ctx: Context) -> None:
             f"'http-request {name}' is an HAProxy action that certlb does not "
             "implement yet",
         )
-    else:
-        raise SyntaxProblem(
-            action.location,
-            f"unknown http-request action {name!r}"
-            + suggest(name, [*HTTP_REQUEST_ACTIONS, *HTTP_REQUEST_LATER]),
+    else:  # a plugin's action, or a mistake: the checker tells which
+        args = tuple(w.text for w in words)
+        ctx.draft.http_request.append(
+            PluginAction(action.text, args, rule, action.location)
         )
 
 

@@ -1,13 +1,12 @@
 """Checks of the request rules: errors in them, and likely mistakes.
 
-- every rule's condition and action must compile (log-format strings too);
-- an ACL that no condition uses is a warning;
-- C{ssl_c_*} fetches where no bind asks for a client certificate are a
-  warning (they would always say "no certificate");
-- C{redirect location} rules are played against the certificate states that
-  their conditions tell apart: a rule that fires on its own target, or rules
-  that send a client back and forth, are warnings naming the state and the
-  paths (the article's phase 4 has such a loop).
+Every rule's condition and action must compile (log-format strings too).
+An ACL that no condition uses is a warning.  C{ssl_c_*} fetches where no
+bind asks for a client certificate are a warning (they would always say
+"no certificate").  C{redirect location} rules are played against the
+certificate states that their conditions tell apart: a rule that fires on
+its own target, or rules that send a client back and forth, are warnings
+naming the state and the paths (the article's phase 4 has such a loop).
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from certlb.config.model import (
     Config,
     Frontend,
     HeaderRule,
+    PluginAction,
     Redirect,
     RequestRule,
     Return,
@@ -272,8 +272,8 @@ def _played(proxy: Frontend | Backend) -> list[_Played] | None:
     named = acls_by_name(proxy.acls)
     played = []
     for rule in (*proxy.http_request, *proxy.redirects):
-        if isinstance(rule, HeaderRule):
-            continue  # does not answer
+        if isinstance(rule, HeaderRule | PluginAction):
+            continue  # does not answer, or cannot be played without a network
         try:
             condition = (
                 compile_condition(rule.condition, named) if rule.condition else None

@@ -23,6 +23,7 @@ from certlb.config.model import (
     HttpCheck,
     IdentityHeaders,
     LogTarget,
+    PluginUse,
     Redirect,
     RequestRule,
     Server,
@@ -50,6 +51,9 @@ class Draft:
     log_global: bool = False  # 'log global': the global section's too
     balance: Balance = attrs.Factory(Balance)
     http_check: HttpCheck | None = None
+    plugin_balance: PluginUse | None = None  # 'balance NAME', NAME a plugin's
+    plugin_check: PluginUse | None = None  # 'option NAME', NAME a plugin's
+    plugin_dirs: list[str] = attrs.Factory(list)  # global 'plugin-dir' lines
     httpchk: bool = False  # 'option httpchk' given: HTTP checks are on
     expect_location: Location | None = None  # of 'http-check expect'
     allbackups: bool = False
@@ -86,6 +90,8 @@ class Draft:
             log_global=self.log_global,
             balance=self.balance,
             http_check=self.http_check,
+            plugin_balance=self.plugin_balance,
+            plugin_check=self.plugin_check,
             httpchk=self.httpchk,
             expect_location=self.expect_location,
             allbackups=self.allbackups,
@@ -144,6 +150,8 @@ class Draft:
             retry_on=self.retry_on,
             stick_table=self.stick_table,
             stick_rules=tuple(self.stick_rules),
+            plugin_balance=self.plugin_balance,
+            plugin_check=self.plugin_check,
             timeouts=Timeouts(**self.timeouts),
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,

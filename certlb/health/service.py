@@ -5,13 +5,75 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import attrs
 from twisted.application.service import Service
+from zope.interface import implementer
 
+from certlb.config.errors import RuleError
 from certlb.config.model import Server
 from certlb.health.checks import ConnectCheck
 from certlb.health.monitor import ServerMonitor
 from certlb.proxy.runtime import BackendRuntime
+from certlb.rules.interfaces import ICheckTarget, IHealthCheck
 from certlb.tls.client import UpstreamTLS
+
+
+@implementer(ICheckTarget)
+@attrs.frozen
+class CheckTarget:
+    """The server a plugin's health check checks (see L{ICheckTarget})."""
+
+    name: str
+    host: str
+    port: int
+    timeout: float
+    reactor: Any
+    tls: Any = None
+
+
+def server_check(
+    spec: Server,
+    backend: BackendRuntime,
+    reactor: Any,
+    tls: UpstreamTLS | None = None,
+) -> IHealthCheck:
+    """The check of a server: a plugin's (C{option NAME}) or certlb's own."""
+    if backend.plugin_check is None:
+        return connect_check(spec, backend, reactor, tls)
+    over_tls = spec.check_ssl or spec.ssl
+    if over_tls and tls is None:
+        tls = UpstreamTLS.for_server(spec)
+    timeouts = backend.spec.timeouts
+    total = (
+        spec.inter
+        if timeouts.check is None
+        else (timeouts.check + min(spec.inter, timeouts.connect or spec.inter))
+    )
+    target = CheckTarget(
+        f"{backend.name}/{spec.name}",
+        spec.check_addr or spec.host,
+        spec.check_port or spec.port,
+        total / 1000,
+        reactor,
+        tls.connector(tls.check_sni) if over_tls and tls is not None else None,
+    )
+    use = backend.spec.plugin_check
+    assert use is not None
+    try:
+        check = backend.plugin_check(target)
+    except Exception as e:
+        raise RuleError(
+            use.location,
+            f"option '{use.name}' failed to build the check of server "
+            f"{target.name}: {type(e).__name__}: {e}",
+        ) from None
+    if not IHealthCheck.providedBy(check):
+        raise RuleError(
+            use.location,
+            f"option '{use.name}' built {check!r} for server {target.name}, "
+            "which does not provide IHealthCheck",
+        )
+    return check
 
 
 def connect_check(
@@ -64,7 +126,7 @@ class HealthCheckService(Service):
             ServerMonitor.watch(
                 server,
                 backend,
-                connect_check(server.spec, backend, reactor, server.tls),
+                server_check(server.spec, backend, reactor, server.tls),
                 reactor,
             )
             for backend in backends

@@ -22,7 +22,7 @@ from typing import TypeVar
 import attrs
 from zope.interface import implementer
 
-from certlb.config.model import Balance
+from certlb.config.model import Balance, PluginUse
 from certlb.proxy.hashing import (
     ExpressionKey,
     Hash,
@@ -35,6 +35,7 @@ from certlb.proxy.hashing import (
 )
 from certlb.proxy.servers import ServerState
 from certlb.rules.interfaces import IBalancer, IRequestContext
+from certlb.rules.registry import build
 
 MASK32 = 0xFFFFFFFF
 # Points of a server on a consistent-hashing ring, per unit of weight
@@ -306,12 +307,19 @@ def _uri_key(balance: Balance, hasher: Hash) -> UriKey:
     return UriKey(hasher, "whole" in options, settings["len"], settings["depth"])
 
 
-def make_balancer(balance: Balance) -> IBalancer:
-    """The balancer of a backend's C{balance} and C{hash-type} lines.
+def make_balancer(balance: Balance, plugin: PluginUse | None = None) -> IBalancer:
+    """The balancer of a backend's C{balance} and C{hash-type} lines, or of
+    a plugin's algorithm (C{balance NAME}, NAME a plugin's).
 
     @raise certlb.rules.acl.RuleError: the expression of C{balance hash}
-        cannot be compiled (the configuration checker reports it first).
+        cannot be compiled, or the plugin refuses its arguments (the
+        configuration checker reports both first).
     """
+    if plugin is not None:
+        balancer: IBalancer = build(
+            "balancer", plugin.name, plugin.args, plugin.location, IBalancer
+        )
+        return balancer
     algorithm = balance.algorithm
     if algorithm == "roundrobin":
         return RoundRobin()

@@ -9,10 +9,12 @@ channel, or the twisted.web resource that embeds certlb in a C{Site}.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from certlb.config.model import HASHING_ALGORITHMS
@@ -142,6 +144,7 @@ class Exchange:
         self._retries = 0  # as HAProxy counts them, for retries and redispatch
         self._timer: IDelayedCall | None = None  # in the queue, or before a retry
         self._stickiness: Stickiness | None = None
+        self._pending: Deferred[Any] | None = None  # an action's answer
         head = incoming.head
         self.record = RequestRecord(
             incoming.accepted,
@@ -179,7 +182,46 @@ class Exchange:
             # Only a proxy before certlb that proved itself with a valid
             # certificate may pass X-Forwarded-Client-Cert on, as in Envoy.
             context.remove_headers(XFCC)
-        answer = self.frontend.rules.apply(context)
+        self._then(self.frontend.rules.apply(context), self._frontend_ruled)
+
+    def _then(self, outcome: Any, then: Callable[[LocalResponse | None], None]) -> None:
+        """Go on with C{then} once the rules have said: at once, or when the
+        Deferred of an action that asks another service fires."""
+        if not isinstance(outcome, Deferred):
+            then(outcome)
+            return
+        self._pending = outcome
+
+        def answered(answer: LocalResponse | None) -> None:
+            self._pending = None
+            if not self._done:
+                then(answer)
+
+        def failed(failure: Failure) -> None:
+            self._pending = None
+            if self._done:
+                return  # the client went away, and the action was cancelled
+            from certlb.rules.pending import ActionFailed
+
+            error = failure.value
+            if not isinstance(error, ActionFailed):
+                self._bug(failure)
+                return
+            if error.failure is not None:  # the traceback, at error level
+                log.failure(
+                    "frontend {frontend}: {why}",
+                    error.failure,
+                    LogLevel.error,
+                    frontend=self.frontend.name,
+                    why=error.why,
+                )
+            self._error(error.status, error.why, "PR" if error.status == 504 else "IR")
+
+        outcome.addCallbacks(answered, failed).addErrback(self._bug)
+
+    def _frontend_ruled(self, answer: LocalResponse | None) -> None:
+        context = self.context
+        assert context is not None
         if answer is not None:
             self._answer(answer, "P" if answer.denied else "L")
             return
@@ -194,7 +236,11 @@ class Exchange:
         self.backend = backend
         self.record.backend = backend.name
         rules = self.frontend.backend_rules(backend)
-        answer = rules.apply(context) if rules else None
+        self._then(rules.apply(context) if rules else None, self._backend_ruled)
+
+    def _backend_ruled(self, answer: LocalResponse | None) -> None:
+        context, backend = self.context, self.backend
+        assert context is not None and backend is not None
         if answer is not None:
             self._answer(answer, "P" if answer.denied else "L")
             return
@@ -613,6 +659,9 @@ class Exchange:
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             upstream.abandon()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
         self._log_access()
 
     def _error(self, status: int, why: str, termination: str) -> None:
@@ -658,6 +707,9 @@ class Exchange:
             self.connection,
         )
         context.record = self.record
+        context.reactor = self.engine.reactor
+        if self.frontend.tracer is not None:  # twistd certlb --debug-rules
+            context.trace = self.frontend.tracer.start(context)
         return context
 
     def _count(self) -> None:

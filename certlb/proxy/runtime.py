@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -30,6 +30,8 @@ from certlb.rules.acl import acls_by_name, compile_condition
 from certlb.rules.actions import RuleSet, compile_rules
 from certlb.rules.interfaces import IBalancer, ICondition, IRequestContext
 from certlb.rules.logformat import LogFormat, compile_log_format
+from certlb.rules.registry import active, build, for_config
+from certlb.rules.trace import use_backend_label
 
 # certlb's timeouts when the configuration gives none, in seconds.  HAProxy
 # waits forever; a daemon facing the Internet should not.
@@ -78,6 +80,8 @@ class BackendRuntime:
 
     @ivar spec: its configuration (health checks, retries).
     @ivar persistence: its C{stick} rules, if any.
+    @ivar plugin_check: with C{option NAME} of a plugin's health check, what
+        builds the check of a server (from an L{ICheckTarget}).
     @ivar waiting: the requests waiting for a server with a free slot
         (C{maxconn}), first come first served.
     """
@@ -94,6 +98,7 @@ class BackendRuntime:
     queue_timeout: float
     allbackups: bool = False
     persistence: Persistence | None = None
+    plugin_check: Callable[[Any], Any] | None = None
     waiting: deque[Any] = attrs.Factory(deque)
     _waking: bool = False
 
@@ -109,7 +114,7 @@ class BackendRuntime:
             name=backend.name,
             rules=compile_rules(backend),
             servers=servers,
-            balancer=make_balancer(backend.balance),
+            balancer=make_balancer(backend.balance, backend.plugin_balance),
             connect_timeout=connect,
             server_timeout=_seconds(backend.timeouts, "server"),
             server_close=backend.http_server_close,
@@ -127,6 +132,9 @@ class BackendRuntime:
                 backend.name,
             )
             if backend.stick_rules
+            else None,
+            plugin_check=build("check", use.name, use.args, use.location)
+            if (use := backend.plugin_check) is not None
             else None,
         )
 
@@ -174,6 +182,9 @@ class FrontendRuntime:
         C{None} for none.
     @ivar log_writers: where its access lines go (its C{log} lines); none:
         to twistd's log.
+    @ivar route_labels: how traces name its C{use_backend} rules, in order.
+    @ivar tracer: with rule tracing on (C{--debug-rules}), what starts the
+        trace of each request (a L{certlb.rules.trace.LiveTrace}); else None.
     """
 
     name: str
@@ -191,12 +202,40 @@ class FrontendRuntime:
     forged: frozenset[str] = frozenset()
     log_format: LogFormat | None = None
     log_writers: Sequence[LogWriter] = ()
+    route_labels: Sequence[str] = ()
+    tracer: Any = None
 
     def route(self, context: IRequestContext) -> BackendRuntime | None:
         """The backend for a request: the first rule that matches, or the default."""
+        if context.trace is not None:
+            return self._traced_route(context, context.trace)
         for condition, backend in self.routes:
             if condition is None or condition.matches(context):
                 return backend
+        return self.default
+
+    def _traced_route(
+        self, context: IRequestContext, trace: Callable[[str], None]
+    ) -> BackendRuntime | None:
+        """L{route}, saying which rules were tried and which one chose."""
+        for index, (condition, backend) in enumerate(self.routes):
+            label = (
+                self.route_labels[index]
+                if index < len(self.route_labels)
+                else f"use_backend {backend.name}"
+            )
+            if condition is None:
+                trace(f"{label}: chosen (no condition)")
+                return backend
+            if condition.matches(context):
+                trace(f"{label}: condition true, chosen")
+                return backend
+            trace(f"{label}: condition false, skipped")
+        if self.default is None:
+            trace("no use_backend rule matched and there is no default_backend")
+        else:
+            name = self.default.name
+            trace(f"default_backend {name}: chosen (no use_backend matched)")
         return self.default
 
     @classmethod
@@ -249,6 +288,7 @@ class FrontendRuntime:
             )
             if frontend.log_format is not None
             else None,
+            route_labels=[use_backend_label(rule) for rule in frontend.use_backends],
         )
 
     def backend_rules(self, backend: BackendRuntime) -> RuleSet | None:
@@ -266,7 +306,8 @@ def build_backends(config: Config) -> dict[str, BackendRuntime]:
         for b in config.backends
         if b.stick_table is not None
     }
-    return {b.name: BackendRuntime.build(b, tables) for b in config.backends}
+    with active(for_config(config.global_.plugin_dirs)):
+        return {b.name: BackendRuntime.build(b, tables) for b in config.backends}
 
 
 def build_runtime(
@@ -277,7 +318,8 @@ def build_runtime(
     if backends is None:
         backends = build_backends(config)
     from_certificates = certificate_headers(config)
-    return {
-        f.name: FrontendRuntime.build(f, backends, from_certificates)
-        for f in config.frontends
-    }
+    with active(for_config(config.global_.plugin_dirs)):
+        return {
+            f.name: FrontendRuntime.build(f, backends, from_certificates)
+            for f in config.frontends
+        }

@@ -8,27 +8,14 @@ from typing import Any
 import attrs
 from zope.interface import implementer
 
-from certlb.config.errors import Location, closest, suggest
+from certlb.config.errors import RuleError, closest, suggest
 from certlb.config.model import AclDef, AclTerm, Condition, SampleExpression
-from certlb.rules.converters import CONVERTERS, CONVERTERS_LATER, cast
-from certlb.rules.fetches import (
-    ACL_DERIVATIVES,
-    FETCHES,
-    FETCHES_LATER,
-    AclDerivative,
-)
+from certlb.rules.converters import CONVERTERS_LATER, cast
+from certlb.rules.fetches import ACL_DERIVATIVES, FETCHES_LATER, AclDerivative
+from certlb.rules.files import relative_to
 from certlb.rules.interfaces import ICondition, IRequestContext
-from certlb.rules.maps import relative_to
-from certlb.rules.matching import DEFAULT_METHOD, compile_matcher
-
-
-class RuleError(Exception):
-    """A rule cannot be compiled; names the place and what to write instead."""
-
-    def __init__(self, location: Location, message: str) -> None:
-        super().__init__(f"{location}: {message}")
-        self.location = location
-        self.message = message
+from certlb.rules.matching import DEFAULT_METHOD
+from certlb.rules.registry import current
 
 
 class UndefinedAcl(RuleError):
@@ -49,11 +36,11 @@ def compile_expression(expression: SampleExpression) -> tuple[Sample, str]:
     @raise RuleError: an unknown fetch or converter, an ACL derivative, bad
         arguments, or a converter that cannot take the value before it.
     """
-    return _compile(expression, in_acl=False).single()
+    return compile_sample(expression, in_acl=False).single()
 
 
 @attrs.frozen
-class _Compiled:
+class CompiledSample:
     """A compiled expression: the fetch's function and the converters'."""
 
     fetch: Callable[[IRequestContext], Any]
@@ -84,20 +71,27 @@ class _Compiled:
         return lambda context: [convert(value) for value in fetch(context)]
 
 
-def _compile(expression: SampleExpression, in_acl: bool) -> _Compiled:
+def compile_sample(expression: SampleExpression, in_acl: bool) -> CompiledSample:
+    """Compile a fetch and its converters, keeping every value of a fetch
+    that finds several (for an ACL, C{in_acl}, which tries them all).
+
+    @raise RuleError: as L{compile_expression}.
+    """
     name = expression.fetch
-    fetch = FETCHES.get(name)
+    registry = current()
+    fetch = registry.fetches.get(name)
     if fetch is None:
         raise _unknown_fetch(expression, in_acl)
-    try:
-        function = fetch.compile(expression.args)
-    except ValueError as e:
-        raise RuleError(expression.location, str(e)) from None
+    function = _plugin_call(
+        fetch.compile, expression, f"fetch '{name}'", registry.origin("fetch", name)
+    )
+    if fetch.scope == "connection":
+        function = _per_connection(function)
     output: str = fetch.output
     steps: list[Convert] = []
     previous = name
     for converter_name, args in expression.converters:
-        converter = CONVERTERS.get(converter_name)
+        converter = registry.converters.get(converter_name)
         if converter is None and converter_name in CONVERTERS_LATER:
             raise RuleError(
                 expression.location,
@@ -108,13 +102,16 @@ def _compile(expression: SampleExpression, in_acl: bool) -> _Compiled:
             raise RuleError(
                 expression.location,
                 f"unknown converter '{converter_name}'"
-                + suggest(converter_name, CONVERTERS),
+                + suggest(converter_name, registry.converters)
+                + registry.notes("converter", converter_name),
             )
-        try:
-            with relative_to(expression.location.file):
-                convert = converter.compile(args)
-        except ValueError as e:
-            raise RuleError(expression.location, str(e)) from None
+        convert = _plugin_call(
+            converter.compile,
+            expression,
+            f"converter '{converter_name}'",
+            registry.origin("converter", converter_name),
+            args,
+        )
         try:
             cast_first = cast(output, converter.input)
         except ValueError:
@@ -129,7 +126,45 @@ def _compile(expression: SampleExpression, in_acl: bool) -> _Compiled:
         steps.append(convert)
         output = converter.output
         previous = converter_name
-    return _Compiled(function, bool(fetch.multiple), _pipeline(steps), output)
+    return CompiledSample(function, bool(fetch.multiple), _pipeline(steps), output)
+
+
+def _plugin_call(
+    compile: Callable[[tuple[str, ...]], Any],
+    expression: SampleExpression,
+    what: str,
+    origin: str,
+    args: tuple[str, ...] | None = None,
+) -> Any:
+    """C{compile(args)} (the fetch's own by default), relative to the
+    configuration file; what it raises becomes a L{RuleError} at the
+    expression's place, naming the plugin's module (C{origin}) if any."""
+    try:
+        with relative_to(expression.location.file):
+            return compile(expression.args if args is None else args)
+    except ValueError as e:
+        message = f"{what}{origin}: {e}" if origin else str(e)
+        raise RuleError(expression.location, message) from None
+    except Exception as e:
+        raise RuleError(
+            expression.location,
+            f"{what}{origin} failed on its arguments: {type(e).__name__}: {e}",
+        ) from None
+
+
+def _per_connection(fetch: Sample) -> Sample:
+    """C{fetch}, computed once per connection and kept in its cache."""
+    key = object()
+
+    def cached(context: IRequestContext) -> Any:
+        cache = context.connection.cache
+        try:
+            return cache[key]
+        except KeyError:
+            value = cache[key] = fetch(context)
+            return value
+
+    return cached
 
 
 def _unknown_fetch(expression: SampleExpression, in_acl: bool) -> RuleError:
@@ -148,9 +183,13 @@ def _unknown_fetch(expression: SampleExpression, in_acl: bool) -> RuleError:
             expression.location,
             f"fetch '{name}' is an HAProxy fetch that certlb does not implement yet",
         )
-    names = [*FETCHES, *ACL_DERIVATIVES] if in_acl else FETCHES
+    registry = current()
+    names = [*registry.fetches, *ACL_DERIVATIVES] if in_acl else registry.fetches
     return RuleError(
-        expression.location, f"unknown fetch '{name}'" + suggest(name, names)
+        expression.location,
+        f"unknown fetch '{name}'"
+        + suggest(name, names)
+        + registry.notes("fetch", name),
     )
 
 
@@ -210,7 +249,7 @@ def compile_acl(acl: AclDef) -> Acl | MultiAcl:
         a C{-m} method.
     """
     expression = acl.expression
-    derivative = _derivative(expression.fetch)
+    derivative = acl_derivative(expression.fetch)
     if derivative is not None:
         plain = attrs.evolve(expression, fetch=derivative.fetch)
         if expression.converters:
@@ -222,7 +261,7 @@ def compile_acl(acl: AclDef) -> Acl | MultiAcl:
                 f"{derivative.method}' instead",
             )
         expression = plain
-    compiled = _compile(expression, in_acl=True)
+    compiled = compile_sample(expression, in_acl=True)
     method = (
         derivative.method
         if derivative is not None
@@ -247,19 +286,33 @@ def compile_acl(acl: AclDef) -> Acl | MultiAcl:
             raise RuleError(
                 acl.location, f"ACL flag '{flag}' is not implemented by certlb yet"
             )
+    registry = current()
+    matcher = registry.matchers.get(method)
+    if matcher is None:
+        raise RuleError(
+            acl.location,
+            f"unknown match method '{method}'; the methods are "
+            f"{', '.join(registry.matchers)}" + registry.notes("matcher", method),
+        )
     try:
-        match = compile_matcher(method, acl.patterns, ignore_case)
+        match = matcher.compile(acl.patterns, ignore_case)
     except ValueError as e:
         raise RuleError(acl.location, str(e)) from None
+    except Exception as e:
+        raise RuleError(
+            acl.location,
+            f"match method '{method}'{registry.origin('matcher', method)} failed "
+            f"on its patterns: {type(e).__name__}: {e}",
+        ) from None
     if compiled.multiple:
         return MultiAcl(compiled.values(), match)
     sample, _ = compiled.single()
     return Acl(sample, match)
 
 
-def _derivative(name: str) -> AclDerivative | None:
+def acl_derivative(name: str) -> AclDerivative | None:
     """The ACL derivative called C{name}, unless a fetch has that name."""
-    return None if name in FETCHES else ACL_DERIVATIVES.get(name)
+    return None if name in current().fetches else ACL_DERIVATIVES.get(name)
 
 
 def _acl_name(acl: AclDef) -> str:
@@ -275,8 +328,8 @@ def never_matches(acl: AclDef) -> bool:
     if "-m" in flags:
         method = flags[flags.index("-m") + 1]
     if method is None:
-        derivative = _derivative(acl.expression.fetch)
-        fetch = FETCHES.get(acl.expression.fetch)
+        derivative = acl_derivative(acl.expression.fetch)
+        fetch = current().fetches.get(acl.expression.fetch)
         if derivative is not None:
             method = derivative.method
         elif fetch is None or acl.expression.converters:

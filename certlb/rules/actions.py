@@ -3,29 +3,37 @@
 Each proxy's rules become one L{RuleSet}, built when the configuration is
 loaded: its C{http-request} rules in order, then its C{reqadd} lines, then its
 C{redirect} rules.  Per request, L{RuleSet.apply} runs them; an action that
-answers the request (deny, return, redirect) ends the evaluation.
+answers the request (deny, return, redirect) ends the evaluation.  An action
+may also return a Deferred (a plugin's, that asks another service): the
+rules after it run when it fires.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 from zope.interface import implementer
 
-from certlb.config.errors import Location
+from certlb.config.errors import Location, RuleError
 from certlb.config.model import (
     Backend,
     Deny,
     Frontend,
     HeaderRule,
+    PluginAction,
     Redirect,
     RequestRule,
     Return,
 )
-from certlb.rules.acl import RuleError, acls_by_name, compile_condition
+from certlb.rules.acl import acls_by_name, compile_condition
 from certlb.rules.interfaces import ICondition, IRequestAction, IRequestContext
 from certlb.rules.logformat import compile_log_format, header_value
+from certlb.rules.registry import build
+
+# How long certlb waits for an action's Deferred when the action does not say.
+DEFAULT_ACTION_TIMEOUT = 10.0
 
 Text = Callable[[IRequestContext], str]
 
@@ -65,9 +73,16 @@ def _text(value: str, log_format: bool, location: Location) -> Text:
     return lambda context: header_value(compiled.render(context))
 
 
+@attrs.frozen
+class _Sync:
+    """What every built-in action shares: it never returns a Deferred."""
+
+    timeout = None
+
+
 @implementer(IRequestAction)
 @attrs.frozen
-class AddHeader:
+class AddHeader(_Sync):
     """Add a header, after any of the same name."""
 
     name: str
@@ -80,7 +95,7 @@ class AddHeader:
 
 @implementer(IRequestAction)
 @attrs.frozen
-class SetHeader:
+class SetHeader(_Sync):
     """Replace every header of a name by one, with a new value."""
 
     name: str
@@ -95,7 +110,7 @@ class SetHeader:
 
 @implementer(IRequestAction)
 @attrs.frozen
-class DelHeader:
+class DelHeader(_Sync):
     """Remove every header of a name."""
 
     name: str
@@ -107,7 +122,7 @@ class DelHeader:
 
 @implementer(IRequestAction)
 @attrs.frozen
-class DenyAction:
+class DenyAction(_Sync):
     """Refuse the request with certlb's own page (403 unless told otherwise)."""
 
     status: int = 403
@@ -118,7 +133,7 @@ class DenyAction:
 
 @implementer(IRequestAction)
 @attrs.frozen
-class ReturnAction:
+class ReturnAction(_Sync):
     """Answer with a given status, headers and body."""
 
     status: int
@@ -140,7 +155,7 @@ class ReturnAction:
 
 @implementer(IRequestAction)
 @attrs.frozen
-class RedirectAction:
+class RedirectAction(_Sync):
     """Answer with a redirection, as HAProxy's C{redirect} builds it."""
 
     kind: str
@@ -184,10 +199,18 @@ class RedirectAction:
 
 @attrs.frozen
 class Rule:
-    """An action and the condition under which it runs."""
+    """An action and the condition under which it runs.
+
+    @ivar label: the rule as traces and logs name it, as in
+        C{etc/x.cfg:12 http-request deny}.
+    """
 
     condition: ICondition | None
     action: IRequestAction
+    label: str = "rule"
+
+
+Outcome = Any  # LocalResponse | None, or a Deferred firing with one
 
 
 @attrs.frozen
@@ -196,14 +219,42 @@ class RuleSet:
 
     rules: tuple[Rule, ...] = ()
 
-    def apply(self, context: IRequestContext) -> LocalResponse | None:
-        """Run the rules; return the answer of the first that answers."""
-        for rule in self.rules:
-            if rule.condition is None or rule.condition.matches(context):
-                response = rule.action.run(context)
-                if response is not None:
-                    return response
+    def apply(self, context: IRequestContext, start: int = 0) -> Outcome:
+        """Run the rules from the C{start}th; return the answer of the first
+        that answers, or None.
+
+        When an action returns a Deferred, so does this: it fires with the
+        answer once the action and the rules after it have run, or fails
+        with L{ActionFailed}.
+        """
+        trace = context.trace
+        rules = self.rules
+        for index in range(start, len(rules)):
+            rule = rules[index]
+            if rule.condition is not None and not rule.condition.matches(context):
+                if trace is not None:
+                    trace(f"{rule.label}: condition false, skipped")
+                continue
+            if trace is not None:
+                trace(f"{rule.label}: runs")
+            outcome = rule.action.run(context)
+            if outcome is None:
+                continue
+            if isinstance(outcome, LocalResponse):
+                if trace is not None:
+                    trace(f"{rule.label}: answers {outcome.status}")
+                return outcome
+            from certlb.rules.pending import wait_for
+
+            return wait_for(outcome, rule, context).addCallback(
+                self._after, index, context
+            )
         return None
+
+    def _after(self, answer: LocalResponse | None, index: int, context: Any) -> Outcome:
+        if answer is not None:
+            return answer
+        return self.apply(context, index + 1)
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -212,8 +263,14 @@ class RuleSet:
 def compile_action(rule: RequestRule) -> IRequestAction:
     """The action of one rule (its condition apart).
 
-    @raise RuleError: a log-format string or a file that cannot be used.
+    @raise RuleError: a log-format string or a file that cannot be used, or
+        a plugin's action that is unknown or refuses its arguments.
     """
+    if isinstance(rule, PluginAction):
+        action: IRequestAction = build(
+            "action", rule.name, rule.args, rule.location, IRequestAction
+        )
+        return action
     if isinstance(rule, HeaderRule):
         if rule.action == "del-header":
             return DelHeader(rule.name)
@@ -295,7 +352,23 @@ def compile_rules(proxy: Frontend | Backend) -> RuleSet:
             Rule(
                 compile_condition(rule.condition, named) if rule.condition else None,
                 compile_action(rule),
+                f"{rule.location} {describe(rule)}",
             )
             for rule in rules
         )
     )
+
+
+def describe(rule: RequestRule) -> str:
+    """A rule in a few words, as written: C{http-request deny}."""
+    if isinstance(rule, PluginAction):
+        return " ".join(("http-request", rule.name, *rule.args))
+    if isinstance(rule, HeaderRule):
+        if not rule.log_format:  # a reqadd line
+            return f"reqadd {rule.name}: {rule.value}"
+        return f"http-request {rule.action} {rule.name}"
+    if isinstance(rule, Deny):
+        return f"http-request deny (status {rule.status})"
+    if isinstance(rule, Return):
+        return f"http-request return (status {rule.status})"
+    return f"redirect {rule.kind} {rule.target}"

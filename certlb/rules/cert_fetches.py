@@ -64,6 +64,7 @@ class CertFieldFetch:
     side: str
     field: str
     multiple: bool = False
+    scope: str = "connection"
 
     def compile(self, args: tuple[str, ...]) -> FetchFunction:
         _no_args(self.name, args)
@@ -95,6 +96,7 @@ class DnFetch:
     part: str
     output: str = "str"
     multiple: bool = False
+    scope: str = "connection"
 
     def compile(self, args: tuple[str, ...]) -> FetchFunction:
         if len(args) > 3:
@@ -146,6 +148,7 @@ class ChainDerFetch:
     name: str = "ssl_c_chain_der"
     output: str = "bin"
     multiple: bool = False
+    scope: str = "connection"
 
     def compile(self, args: tuple[str, ...]) -> FetchFunction:
         _no_args(self.name, args)
@@ -172,6 +175,7 @@ class SanFetch:
     side: str = "peer"
     output: str = "str"
     multiple: bool = True
+    scope: str = "connection"
 
     def compile(
         self, args: tuple[str, ...]
@@ -218,6 +222,7 @@ class RemainingDaysFetch:
     now: Callable[[], float] = time.time
     output: str = "int"
     multiple: bool = False
+    scope: str = "request"
 
     def compile(self, args: tuple[str, ...]) -> FetchFunction:
         _no_args(self.name, args)

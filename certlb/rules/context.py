@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from zope.interface import implementer
 
@@ -15,7 +16,7 @@ from certlb.tls.state import ClientCertState
 class ConnectionInfo:
     """A client connection; its TLS state is read once, when first needed."""
 
-    __slots__ = ("_tls", "_tls_source", "destination", "frontend", "source")
+    __slots__ = ("_tls", "_tls_source", "cache", "destination", "frontend", "source")
 
     def __init__(
         self,
@@ -29,6 +30,7 @@ class ConnectionInfo:
         self.frontend = frontend
         self._tls_source: Callable[[], ClientCertState | None] | None = tls_source
         self._tls: ClientCertState | None = None
+        self.cache: dict[object, object] = {}
 
     @property
     def tls(self) -> ClientCertState | None:
@@ -47,8 +49,8 @@ class RequestContext:
     """One request: method, target, version and headers, as rules see them."""
 
     __slots__ = (
-        "connection", "headers", "headers_changed", "method", "record", "target",
-        "version",
+        "connection", "headers", "headers_changed", "method", "reactor", "record",
+        "target", "trace", "version",
     )  # fmt: skip
 
     def __init__(
@@ -66,6 +68,8 @@ class RequestContext:
         self.connection = connection
         self.headers_changed = False
         self.record: RequestRecord | None = None
+        self.reactor: Any = None
+        self.trace: Callable[[str], None] | None = None
 
     def add_header(self, name: str, value: str) -> None:
         """Add a header after the others (later rules and the server see it)."""

@@ -62,6 +62,7 @@ class Fetch:
     output: str
     function: FetchFunction
     multiple: bool = False
+    scope: str = "request"
 
     def compile(self, args: tuple[str, ...]) -> FetchFunction:
         _no_args(self.name, args)
@@ -80,6 +81,7 @@ class TlsFetch:
     output: str
     field: str
     multiple: bool = False
+    scope: str = "connection"
 
     def compile(self, args: tuple[str, ...]) -> FetchFunction:
         _no_args(self.name, args)
@@ -108,6 +110,7 @@ class HeaderFetch:
     name: str
     output: str = "str"
     multiple: bool = True
+    scope: str = "request"
 
     def compile(self, args: tuple[str, ...]) -> ValuesFunction:
         if len(args) > 2:
@@ -147,6 +150,7 @@ class HeaderCountFetch:
     name: str
     output: str = "int"
     multiple: bool = False
+    scope: str = "request"
 
     def compile(self, args: tuple[str, ...]) -> FetchFunction:
         if len(args) > 1:

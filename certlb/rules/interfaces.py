@@ -2,9 +2,17 @@
 
 Rules see requests through L{IRequestContext}, never through twisted.web, so
 that a rule can be evaluated in a unit test without any network.  Fetches
-(L{IFetch}) and converters (L{IConverter}) are compiled once, when the
-configuration is loaded, into plain callables; conditions (L{ICondition}) and
-balancers (L{IBalancer}) are objects built at load time and called per request.
+(L{IFetch}), converters (L{IConverter}) and match methods (L{IMatcher}) are
+compiled once, when the configuration is loaded, into plain callables;
+conditions (L{ICondition}), request actions (L{IRequestAction}) and balancers
+(L{IBalancer}) are objects built at load time and called per request.
+
+Every built-in fetch, converter, match method, action, balancer and health
+check provides these interfaces, and a plugin provides the same ones: an
+object that provides L{twisted.plugin.IPlugin} and one of L{IFetch},
+L{IConverter}, L{IMatcher}, L{IRequestActionType}, L{IBalancerType} or
+L{IHealthCheckType}, found in a module of the C{certlb.plugins} package (see
+L{certlb.plugins}), is usable by its name in a configuration.
 """
 
 from __future__ import annotations
@@ -23,6 +31,12 @@ class IConnectionInfo(Interface):
     tls = Attribute(
         "The connection's certlb.tls.state.ClientCertState, or None when the "
         "connection is not TLS."
+    )
+    cache = Attribute(
+        "A dict that lives as long as the connection: where the values of "
+        "fetches whose scope is 'connection' are kept, keyed by the compiled "
+        "fetch.  A plugin may keep its own per-connection values there under "
+        "keys of its own (objects it owns, never strings another could pick)."
     )
 
 
@@ -50,6 +64,17 @@ class IRequestContext(Interface):
         "such as %ST and %Tr; None when the request is not being forwarded "
         "(a rule evaluated on its own)."
     )
+    reactor = Attribute(
+        "The reactor the request is served by (IReactorTime, IReactorTCP...), "
+        "for an action that asks another service; None when the request is "
+        "only explained (certlb check --explain), where no action runs."
+    )
+    trace = Attribute(
+        "None, or a function taking one line of text: when certlb explains "
+        "its decisions (certlb check --explain, or a frontend logging at "
+        "level debug), each rule says through it whether it matched and "
+        "what it did.  Plugins may add lines; nothing of it reaches clients."
+    )
 
     def add_header(name, value):  # type: ignore[no-untyped-def]
         """Add a header after the others: later rules, and the server, see it."""
@@ -71,6 +96,13 @@ class IFetch(Interface):
         "finds every value of a header): its compiled callable then returns a "
         "sequence of values, empty when there is none.  An ACL tries every "
         "value; a sample expression (a log-format string) takes the last."
+    )
+    scope = Attribute(
+        "'request' when the value may change from one request to the next "
+        "(a header, or a file read again), or 'connection' when it is fixed "
+        "for a connection (a field of the client's certificate): certlb then "
+        "computes it once per connection and keeps it in "
+        "IConnectionInfo.cache."
     )
 
     def compile(args):  # type: ignore[no-untyped-def]
@@ -106,8 +138,31 @@ class IConverter(Interface):
         """
 
 
+class IMatcher(Interface):
+    """An ACL match method, as C{-m beg} in C{acl api path -m beg /api/}."""
+
+    name = Attribute("The name written after -m, e.g. 'beg'.")
+
+    def compile(patterns, ignore_case):  # type: ignore[no-untyped-def]
+        """Check the ACL's patterns; return a callable from a value to a bool.
+
+        @param patterns: the patterns, as a tuple of str (maybe empty).
+        @param ignore_case: whether C{-i} was given.
+        @return: a callable taking a sample value (None when the fetch found
+            nothing) and saying whether any pattern matches it.
+        @raise ValueError: a pattern the method cannot read; the message
+            names it.
+        """
+
+
 class IRequestAction(Interface):
     """What an C{http-request} rule (or C{reqadd}, or C{redirect}) does."""
+
+    timeout = Attribute(
+        "The seconds certlb waits for a Deferred returned by run before it "
+        "cancels it and answers 504; None for an action that never returns "
+        "one (certlb then waits at most 10 seconds)."
+    )
 
     def run(context):  # type: ignore[no-untyped-def]
         """Act on the request C{context} (an L{IRequestContext}, whose
@@ -115,7 +170,32 @@ class IRequestAction(Interface):
 
         @return: C{None} to go on with the request, or a
             L{certlb.rules.actions.LocalResponse} that answers it at once,
-            without a server.
+            without a server; or a Deferred that fires with one of these,
+            for an action that asks another service first.  The request
+            waits for it (no later rule runs before it fires).  When the
+            Deferred fails, the request is answered 500; when it has not
+            fired within C{timeout}, it is cancelled and the request is
+            answered 504; when the client goes away, it is cancelled.  Both
+            are logged with the rule's place in the configuration.  A
+            failure never lets the request through.
+        """
+
+
+class IRequestActionType(Interface):
+    """A kind of action, usable as C{http-request NAME ARGS [if|unless COND]}."""
+
+    name = Attribute("The action's name in configurations, e.g. 'ask-authz'.")
+
+    def build(args):  # type: ignore[no-untyped-def]
+        """Read the words written after the name (up to C{if}/C{unless}).
+
+        Called when the configuration is loaded, and when C{certlb check}
+        checks it; a relative file name is resolved with
+        L{certlb.rules.files.config_path}.
+
+        @param args: the words, as a tuple of str.
+        @return: an L{IRequestAction}.
+        @raise ValueError: the arguments are wrong; the message says how.
         """
 
 
@@ -138,6 +218,51 @@ class IBalancer(Interface):
             active one is usable), with a free slot under their C{maxconn}.
             Never empty.
         @return: one of C{servers}.
+        """
+
+
+class IBalancerType(Interface):
+    """A balancing algorithm, usable as C{balance NAME [ARGS]} in a backend."""
+
+    name = Attribute("The algorithm's name in configurations.")
+
+    def build(args):  # type: ignore[no-untyped-def]
+        """Read the words written after the name.
+
+        @param args: the words, as a tuple of str.
+        @return: an L{IBalancer}; one is built for each backend using it.
+        @raise ValueError: the arguments are wrong; the message says how.
+        """
+
+
+class ICheckTarget(Interface):
+    """The server a health check of a plugin checks."""
+
+    name = Attribute("The server, as 'backend/server'.")
+    host = Attribute("The address to check (the server's, or its 'addr').")
+    port = Attribute("The port to check (the server's, or its 'port').")
+    timeout = Attribute("The seconds the check may take in all.")
+    reactor = Attribute("The reactor to connect and time with.")
+    tls = Attribute(
+        "None when the check is not to go over TLS; else the "
+        "IOpenSSLClientConnectionCreator of the server's TLS settings "
+        "(ca-file, crt, verify, check-sni), for wrapClientTLS."
+    )
+
+
+class IHealthCheckType(Interface):
+    """A way to check servers, usable as C{option NAME [ARGS]} in a backend
+    whose servers say C{check}."""
+
+    name = Attribute("The option's name in configurations, e.g. 'redis-check'.")
+
+    def build(args):  # type: ignore[no-untyped-def]
+        """Read the words written after the name.
+
+        @param args: the words, as a tuple of str.
+        @return: a callable taking an L{ICheckTarget} and returning the
+            L{IHealthCheck} of that server.
+        @raise ValueError: the arguments are wrong; the message says how.
         """
 
 

@@ -15,16 +15,14 @@ request text is, so that keys compare byte for byte.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 from zope.interface import implementer
 
+from certlb.rules.files import config_path
 from certlb.rules.interfaces import IConverter
 
 Convert = Callable[[Any], Any]
@@ -46,28 +44,6 @@ OUTPUTS = ("str", "int", "ip")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _ENTRY = re.compile(r"([^ \t]+)[ \t]*(.*)", re.DOTALL)
-
-_directory: ContextVar[str | None] = ContextVar("certlb_map_directory", default=None)
-
-
-@contextmanager
-def relative_to(config_file: str) -> Iterator[None]:
-    """Within the block, a relative map file name is resolved against the
-    directory of C{config_file} (the configuration file that names it);
-    outside, against the current directory."""
-    token = _directory.set(os.path.dirname(os.path.abspath(config_file)))
-    try:
-        yield
-    finally:
-        _directory.reset(token)
-
-
-def resolve(name: str) -> str:
-    """The path of the map file written C{name} in the configuration."""
-    directory = _directory.get()
-    if directory is None:
-        return os.path.abspath(name)
-    return os.path.normpath(os.path.join(directory, name))
 
 
 def read_map(path: str) -> list[tuple[int, str, str]]:
@@ -281,7 +257,7 @@ class MapConverter:
                     f"'{self.name}': the default value must be "
                     f"{_type_name(self.output)}: {e}"
                 ) from None
-        lookup = load_map(resolve(args[0]), self.match, self.output, self.name)
+        lookup = load_map(config_path(args[0]), self.match, self.output, self.name)
         if default is None:
             return lookup
 

@@ -14,7 +14,11 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
+from zope.interface import implementer
+
 from certlb.rules.converters import to_bytes, to_text
+from certlb.rules.interfaces import IMatcher
 
 Matcher = Callable[[Any], bool]
 
@@ -225,3 +229,17 @@ def _string_matcher(method: str, patterns: Sequence[str], ignore_case: bool) -> 
             for p in pieces
         )
     )
+
+
+@implementer(IMatcher)
+@attrs.frozen
+class MatchMethod:
+    """A built-in match method, as the registry of methods names it."""
+
+    name: str
+
+    def compile(self, patterns: Sequence[str], ignore_case: bool) -> Matcher:
+        return compile_matcher(self.name, patterns, ignore_case)
+
+
+MATCHERS: dict[str, IMatcher] = {name: MatchMethod(name) for name in METHODS}
