@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import sys
 import textwrap
 
@@ -26,7 +27,17 @@ from tests.proxy_harness import WITH_CERT, ProxyTestCase
 from tests.test_async_actions import AskType
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PHASE3 = os.path.join(ROOT, "etc", "phase3.cfg")
+
+
+def _phase3() -> str:
+    """etc/phase3.cfg, copied next to the test PKI's files (those of etc/
+    are made by 'certlb pki etc/', and are not in a fresh checkout)."""
+    path = os.path.join(pki_dir(), "phase3.cfg")
+    shutil.copyfile(os.path.join(ROOT, "etc", "phase3.cfg"), path)
+    return path
+
+
+PHASE3 = _phase3()
 
 # A frontend that refuses invalid certificates, tags the others, and routes
 # the /api of valid ones apart.
