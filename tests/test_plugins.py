@@ -4,6 +4,7 @@ and their mistakes reported with their module and the configuration line."""
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 from typing import Any, cast
 
@@ -30,6 +31,9 @@ from certlb.rules.interfaces import (
 )
 from certlb.rules.registry import BUILTIN, KINDS, active, current, discover, forget
 from certlb.tls.state import ClientCertState
+from tests.helpers import write_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PLUGIN = '''
 import attrs
@@ -509,3 +513,25 @@ def request(headers: list[tuple[str, str]]) -> RequestContext:
         ("192.0.2.1", 5000), ("127.0.0.1", 8080), "fe", lambda: ClientCertState()
     )
     return RequestContext("GET", "/", "HTTP/1.1", list(headers), connection)
+
+
+class ReadmeExampleTests(PluginDirTestCase):
+    def test_readme_plugin_runs(self) -> None:
+        """The README's plugin, in the directory its configuration names,
+        is picked up by name, and its test snippet passes."""
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        section = readme[readme.index("## Extending certlb") :]
+        section = section[: section.index("\n## ")]
+        code = re.findall(r"```python\n(.*?)```", section, re.S)
+        config = re.findall(r"```\n(global\n.*?)```", section, re.S)
+        self.module("team", code[0])
+        plugins = os.path.abspath(self.plugins)
+        text = config[0].replace("plugin-dir plugins", f"plugin-dir {plugins}")
+        text += "backend ops\n    mode http\n    server a 10.0.0.1:80\n"
+        text += "backend app\n    mode http\n    server b 10.0.0.2:80\n"
+        path = write_config(self, text)
+        load_config(path)
+        namespace: dict[str, Any] = {}
+        exec(code[0] + code[1], namespace)
+        self.assertEqual(discover([self.plugins]).fetches["team"].name, "team")
