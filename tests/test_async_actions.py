@@ -135,6 +135,29 @@ class AsyncActionTests(ProxyTestCase):
             event["why"], "t.cfg:4 http-request ask 3: no answer within 3s (cancelled)"
         )
 
+    def test_timeout_not_undone_by_the_action(self) -> None:
+        """An action that turns its own errors into "go on" (as a fallback)
+        cannot undo a timeout: its cancellation answers 504, not the server."""
+        client = self.connect_client(WITH_CERT)
+        client.get()
+        self.action.asked[0].addErrback(lambda failure: None)
+        self.reactor.advance(3.1)
+        self.assertStatus(client.received(), 504)
+        self.assertEqual(self.pending_connections(), [])
+
+    def test_late_answer_ignored(self) -> None:
+        """An answer that comes after the timeout changes nothing."""
+        action = self.action
+        action.asked.clear()
+        client = self.connect_client(WITH_CERT)
+        client.get()
+        late: Deferred[Any] = Deferred()
+        action.asked[0].addErrback(lambda failure: late)  # answers later
+        self.reactor.advance(3.1)
+        late.callback(None)
+        self.assertStatus(client.received(), 504)
+        self.assertEqual(self.pending_connections(), [])
+
     def test_failure(self) -> None:
         """An action that fails gives 500, never the server; the failure is
         logged with its traceback and the rule's place."""

@@ -535,3 +535,146 @@ class ReadmeExampleTests(PluginDirTestCase):
         namespace: dict[str, Any] = {}
         exec(code[0] + code[1], namespace)
         self.assertEqual(discover([self.plugins]).fetches["team"].name, "team")
+
+
+HANGING = """
+import attrs
+from twisted.internet.defer import CancelledError, Deferred, fail
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from certlb.rules.interfaces import IHealthCheck, IHealthCheckType
+
+
+@implementer(IHealthCheck)
+@attrs.frozen
+class Hang:
+    target: object
+    how: str
+
+    def run(self):
+        if self.how == "cancelled":
+            return fail(CancelledError())
+        return Deferred()
+
+
+@implementer(IPlugin, IHealthCheckType)
+class HangType:
+    name = "hang"
+
+    def build(self, args):
+        return lambda target: Hang(target, args[0])
+
+
+hang = HangType()
+"""
+
+
+class PluginHealthCheckTests(PluginDirTestCase):
+    def monitor(self, how: str) -> tuple[Any, Clock]:
+        self.module("hang", HANGING)
+        config = load_config_text(
+            f"global\n    plugin-dir {self.plugins}\n"
+            + FRONTEND.format(lines="").replace(
+                "server a 10.0.0.1:80", "server a 10.0.0.1:80 check inter 1s fall 2"
+            )
+            + f"    option hang {how}\n"
+        )
+        clock = Clock()
+        service = HealthCheckService([build_backends(config)["bk"]], clock)
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service.monitors[0], clock
+
+    def test_hanging_check_fails(self) -> None:
+        """A plugin's check that never answers is cut (after inter, plus
+        timeout check, plus a second), counted as failed, and checks go on:
+        the server goes DOWN."""
+        monitor, clock = self.monitor("forever")
+        self.assertTrue(monitor.server.up)
+        for _ in range(10):
+            clock.advance(1)
+        self.assertFalse(monitor.server.up)
+
+    def test_cancelled_check_fails(self) -> None:
+        """A check that fails with CancelledError of its own is a failed
+        check; checking goes on."""
+        monitor, clock = self.monitor("cancelled")
+        for _ in range(5):
+            clock.advance(1)
+        self.assertFalse(monitor.server.up)
+
+
+class OptionTypoTests(PluginDirTestCase):
+    def test_every_unknown_option_reported(self) -> None:
+        """A misspelt option before a plugin's check is still an error, and
+        a second plugin check says which one is used."""
+        self.module("mine", PLUGIN)
+        body = FRONTEND.format(lines="").replace(
+            "server a 10.0.0.1:80", "server a 10.0.0.1:80 check"
+        )
+        problems = self.check(
+            body
+            + "    option forwardfr\n    option always-check\n    option always-check\n"
+        )
+        self.assertEqual(
+            problems,
+            [
+                "t.cfg:11: error: unknown or unsupported option 'forwardfr'; did "
+                "you mean 'forwardfor'?"
+            ],
+        )
+        self.module("more", PLUGIN.replace('"always-check"', '"other-check"').replace(
+            'name = "tenant"', 'name = "tenant2"').replace('"reverse"', '"reverse2"')
+            .replace('"palindrome"', '"palindrome2"').replace('"stamp"', '"stamp2"')
+            .replace('"last"', '"last2"'))  # fmt: skip
+        forget()
+        problems = self.check(
+            body + "    option other-check\n    option always-check\n"
+        )
+        self.assertEqual(
+            problems,
+            [
+                "t.cfg:11: warning: option 'other-check' has no effect: 'option "
+                "always-check' at t.cfg:12 checks the servers instead"
+            ],
+        )
+
+
+class ModuleNameTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.addCleanup(forget)
+
+    def directory(self, fetch: str) -> str:
+        path = os.path.abspath(self.mktemp())
+        os.makedirs(path)
+        with open(os.path.join(path, "mine.py"), "w") as f:
+            f.write(PLUGIN.replace('name = "tenant"', f'name = "{fetch}"'))
+        return path
+
+    def test_two_directories_one_process(self) -> None:
+        """Two configurations' plugin-dirs, each with a module 'mine', give
+        each its own plugins in one process."""
+        first, second = self.directory("from_a"), self.directory("from_b")
+        self.assertIn("from_a", discover([first]).fetches)
+        found = discover([second]).fetches
+        self.assertIn("from_b", found)
+        self.assertNotIn("from_a", found)
+
+    def test_same_name_twice(self) -> None:
+        """Two searched directories with a module of one name: the second is
+        reported, not silently skipped."""
+        first, second = self.directory("from_a"), self.directory("from_b")
+        registry = discover([first, second])
+        self.assertIn("from_a", registry.fetches)
+        [problem] = [p for p in registry.problems if "same module name" in str(p)]
+        self.assertIn(os.path.join(second, "mine.py"), str(problem))
+
+
+class PluginMatcherTests(PluginDirTestCase):
+    def test_no_pattern_is_its_business(self) -> None:
+        """A plugin's match method without patterns gets no 'never matches'
+        warning: the plugin knows whether it needs one."""
+        self.module("mine", PLUGIN)
+        lines = "    acl pal path -m palindrome\n    http-request deny if pal"
+        self.assertEqual(self.check(FRONTEND.format(lines=lines)), [])

@@ -262,9 +262,11 @@ def _option(ctx: Context) -> None:
     handler = OPTIONS.get(name.text)
     if handler is None and ctx.section[0] in "dlb":
         # A plugin's health check, or a mistake: the checker tells which.
-        args = tuple(w.text for w in ctx.words[2:])
-        use = None if ctx.negate else PluginUse(name.text, args, name.location)
-        ctx.draft.plugin_check = use
+        kept = [u for u in ctx.draft.plugin_options if u.name != name.text]
+        if not ctx.negate:
+            args = tuple(w.text for w in ctx.words[2:])
+            kept.append(PluginUse(name.text, args, name.location))
+        ctx.draft.plugin_options = kept
         return
     if handler is None:
         raise SyntaxProblem(

@@ -518,6 +518,9 @@ class Return:
     location: Location = NOWHERE
 
 
+_WORDS = "a tuple of words (str), as written after the name"
+
+
 @attrs.frozen
 class PluginAction:
     """C{http-request NAME ARGS [if|unless COND]}, NAME an action of a plugin
@@ -526,9 +529,13 @@ class PluginAction:
     @ivar args: the words after the name, up to C{if}/C{unless}.
     """
 
-    name: str
-    args: tuple[str, ...] = ()
-    condition: Condition | None = None
+    name: str = attrs.field(validator=valid.nonempty)
+    args: tuple[str, ...] = attrs.field(
+        default=(), converter=valid.as_tuple, validator=valid.items(str, _WORDS)
+    )
+    condition: Condition | None = attrs.field(
+        default=None, converter=_condition, validator=_optional_condition
+    )
     location: Location = NOWHERE
 
 
@@ -541,8 +548,10 @@ class PluginUse:
     L{certlb.rules.interfaces.IBalancerType} or
     L{certlb.rules.interfaces.IHealthCheckType})."""
 
-    name: str
-    args: tuple[str, ...] = ()
+    name: str = attrs.field(validator=valid.nonempty)
+    args: tuple[str, ...] = attrs.field(
+        default=(), converter=valid.as_tuple, validator=valid.items(str, _WORDS)
+    )
     location: Location = NOWHERE
 
 
@@ -753,8 +762,10 @@ class Backend:
     @ivar retry_on: the failures worth a retry (C{retry-on}).
     @ivar plugin_balance: C{balance NAME}, NAME a plugin's algorithm (which
         replaces C{balance}).
-    @ivar plugin_check: C{option NAME}, NAME a plugin's health check (which
-        replaces the TCP, TLS or HTTP check of servers with C{check}).
+    @ivar plugin_options: its C{option NAME} lines whose NAME is none of
+        certlb's options, in order: the last is a plugin's health check,
+        which replaces the TCP, TLS or HTTP check of servers with C{check}
+        (the checker reports the others).
     """
 
     name: str = attrs.field(validator=valid.nonempty)
@@ -815,9 +826,20 @@ class Backend:
         converter=valid.as_tuple,
         validator=valid.items(StickRule, "a tuple of StickRule"),
     )
-    plugin_balance: PluginUse | None = None
-    plugin_check: PluginUse | None = None
+    plugin_balance: PluginUse | None = attrs.field(
+        default=None, validator=valid.of_type(PluginUse, "a PluginUse", optional=True)
+    )
+    plugin_options: tuple[PluginUse, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(PluginUse, "a tuple of PluginUse"),
+    )
     location: Location = NOWHERE
+
+    @property
+    def plugin_check(self) -> PluginUse | None:
+        """The plugin's health check the servers with C{check} get, if any."""
+        return self.plugin_options[-1] if self.plugin_options else None
 
 
 @attrs.frozen

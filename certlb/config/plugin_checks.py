@@ -20,7 +20,7 @@ def check_plugins(config: Config) -> list[Problem]:
     for backend in config.backends:
         for kind, use, interface in (
             ("balancer", backend.plugin_balance, IBalancer),
-            ("check", backend.plugin_check, None),
+            *(("check", use, None) for use in backend.plugin_options),
         ):
             if use is None or use in seen:
                 continue  # the same line of a defaults section, said once
@@ -37,6 +37,17 @@ def check_plugins(config: Config) -> list[Problem]:
                         f"option '{use.name}'{current().origin(kind, use.name)} "
                         f"built {built!r}, which is not a callable giving each "
                         "server's IHealthCheck",
+                    )
+                )
+            elif kind == "check" and use is not backend.plugin_check:
+                last = backend.plugin_check
+                assert last is not None
+                problems.append(
+                    Problem(
+                        use.location,
+                        f"option '{use.name}' has no effect: 'option {last.name}' "
+                        f"at {last.location} checks the servers instead",
+                        WARNING,
                     )
                 )
             elif kind == "check" and not any(s.check for s in backend.servers):

@@ -52,7 +52,7 @@ class Draft:
     balance: Balance = attrs.Factory(Balance)
     http_check: HttpCheck | None = None
     plugin_balance: PluginUse | None = None  # 'balance NAME', NAME a plugin's
-    plugin_check: PluginUse | None = None  # 'option NAME', NAME a plugin's
+    plugin_options: list[PluginUse] = attrs.Factory(list)  # 'option NAME'
     plugin_dirs: list[str] = attrs.Factory(list)  # global 'plugin-dir' lines
     httpchk: bool = False  # 'option httpchk' given: HTTP checks are on
     expect_location: Location | None = None  # of 'http-check expect'
@@ -91,7 +91,7 @@ class Draft:
             balance=self.balance,
             http_check=self.http_check,
             plugin_balance=self.plugin_balance,
-            plugin_check=self.plugin_check,
+            plugin_options=list(self.plugin_options),
             httpchk=self.httpchk,
             expect_location=self.expect_location,
             allbackups=self.allbackups,
@@ -151,7 +151,7 @@ class Draft:
             stick_table=self.stick_table,
             stick_rules=tuple(self.stick_rules),
             plugin_balance=self.plugin_balance,
-            plugin_check=self.plugin_check,
+            plugin_options=tuple(self.plugin_options),
             timeouts=Timeouts(**self.timeouts),
             http_server_close=self.http_server_close,
             forwardfor=self.forwardfor,

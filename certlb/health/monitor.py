@@ -6,7 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    TimeoutError,
+    maybeDeferred,
+)
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -115,10 +120,14 @@ class ServerMonitor:
         started = self.clock.seconds()
         running: Deferred[Any] = maybeDeferred(self.check.run)
         self._running = running
+        # A safety net for a check that never answers (a plugin's): certlb's
+        # own checks end within their timeouts, well before it.
+        limit = (self.spec.inter + (self.backend.spec.timeouts.check or 0)) / 1000 + 1
+        running.addTimeout(limit, self.clock)
 
         def done(result: str | Failure) -> None:
             self._running = None
-            if isinstance(result, Failure) and result.check(CancelledError):
+            if self._stopped:
                 return
             try:
                 took = round((self.clock.seconds() - started) * 1000)
@@ -126,6 +135,10 @@ class ServerMonitor:
                     self.record(True, result, took)
                 elif result.check(CheckFailed):
                     self.record(False, result.value.why, took)  # type: ignore[union-attr]
+                elif result.check(TimeoutError):
+                    self.record(False, f"no answer within {limit:g}s", took)
+                elif result.check(CancelledError):
+                    self.record(False, "the check was cancelled", took)
                 else:
                     log.failure(
                         "health check of server {server} failed unexpectedly",

@@ -15,7 +15,7 @@ from certlb.rules.fetches import ACL_DERIVATIVES, FETCHES_LATER, AclDerivative
 from certlb.rules.files import relative_to
 from certlb.rules.interfaces import ICondition, IRequestContext
 from certlb.rules.matching import DEFAULT_METHOD
-from certlb.rules.registry import current
+from certlb.rules.registry import BUILTIN, current
 
 
 class UndefinedAcl(RuleError):
@@ -86,7 +86,7 @@ def compile_sample(expression: SampleExpression, in_acl: bool) -> CompiledSample
         fetch.compile, expression, f"fetch '{name}'", registry.origin("fetch", name)
     )
     if fetch.scope == "connection":
-        function = _per_connection(function)
+        function = _per_connection(function, bool(fetch.multiple))
     output: str = fetch.output
     steps: list[Convert] = []
     previous = name
@@ -152,7 +152,7 @@ def _plugin_call(
         ) from None
 
 
-def _per_connection(fetch: Sample) -> Sample:
+def _per_connection(fetch: Sample, multiple: bool) -> Sample:
     """C{fetch}, computed once per connection and kept in its cache."""
     key = object()
 
@@ -161,7 +161,10 @@ def _per_connection(fetch: Sample) -> Sample:
         try:
             return cache[key]
         except KeyError:
-            value = cache[key] = fetch(context)
+            value = fetch(context)
+            if multiple and value is not None and not isinstance(value, tuple):
+                value = tuple(value)  # an iterator would be empty next time
+            cache[key] = value
             return value
 
     return cached
@@ -295,7 +298,8 @@ def compile_acl(acl: AclDef) -> Acl | MultiAcl:
             f"{', '.join(registry.matchers)}" + registry.notes("matcher", method),
         )
     try:
-        match = matcher.compile(acl.patterns, ignore_case)
+        with relative_to(acl.location.file):
+            match = matcher.compile(acl.patterns, ignore_case)
     except ValueError as e:
         raise RuleError(acl.location, str(e)) from None
     except Exception as e:
@@ -336,6 +340,8 @@ def never_matches(acl: AclDef) -> bool:
             return False
         else:
             method = DEFAULT_METHOD.get(fetch.output, "str")
+    if method not in BUILTIN.matchers:
+        return False  # a plugin's: it knows whether it needs a pattern
     return method not in ("found", "bool")
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from certlb.rules.actions import DEFAULT_ACTION_TIMEOUT, LocalResponse, Rule
@@ -49,50 +49,69 @@ def wait_for(outcome: Any, rule: Rule, context: IRequestContext) -> Deferred[Any
         )
     timeout = rule.action.timeout
     seconds = DEFAULT_ACTION_TIMEOUT if timeout is None else timeout
-    timed_out = cancelled = False
+    timer: Any = None
+    cancelled = False
 
-    def cancel(result: Deferred[Any]) -> None:
+    def stop_timer() -> None:
+        nonlocal timer
+        if timer is not None and timer.active():
+            timer.cancel()
+        timer = None
+
+    def cancel(result: Deferred[Any]) -> None:  # the client went away
         nonlocal cancelled
         cancelled = True
+        stop_timer()
         outcome.cancel()
 
     result: Deferred[Any] = Deferred(cancel)
 
-    def expired(result: Any, timeout: float) -> Any:
-        nonlocal timed_out
-        timed_out = True
-        return result
-
-    if context.reactor is not None:
-        outcome.addTimeout(seconds, context.reactor, onTimeoutCancel=expired)
-
-    def answered(answer: Any) -> LocalResponse | None:
-        if answer is None or isinstance(answer, LocalResponse):
-            if context.trace is not None:
-                said = "goes on" if answer is None else f"answers {answer.status}"
-                context.trace(f"{rule.label}: {said}")
-            return answer
-        raise ActionFailed(
-            500,
-            f"{rule.label}: its Deferred fired with {answer!r}, neither None "
-            "nor a LocalResponse",
-        )
-
-    def failed(failure: Failure) -> Failure:
-        if failure.check(ActionFailed):
-            return failure
-        if cancelled:  # whatever the action's own failure says of it
-            return Failure(CancelledError())
-        if timed_out or failure.check(TimeoutError):
-            raise ActionFailed(
+    def expire() -> None:
+        nonlocal timer
+        timer = None
+        result.errback(
+            ActionFailed(
                 504, f"{rule.label}: no answer within {seconds:g}s (cancelled)"
             )
-        raise ActionFailed(
-            500, f"{rule.label} failed: {failure.getErrorMessage()}", failure
         )
+        outcome.cancel()  # and whatever the action then says is ignored
 
-    outcome.addCallbacks(answered, failed).chainDeferred(result)
+    if context.reactor is not None:
+        timer = context.reactor.callLater(seconds, expire)
+
+    def settle(value: Any) -> None:
+        """The action said: pass it on, unless certlb has given up on it."""
+        stop_timer()
+        if result.called:
+            return  # timed out: its answer, even "go on", comes too late
+        if cancelled:
+            result.errback(CancelledError())
+        elif isinstance(value, Failure):
+            result.errback(_failure(value, rule))
+        elif value is None or isinstance(value, LocalResponse):
+            if context.trace is not None:
+                said = "goes on" if value is None else f"answers {value.status}"
+                context.trace(f"{rule.label}: {said}")
+            result.callback(value)
+        else:
+            result.errback(
+                ActionFailed(
+                    500,
+                    f"{rule.label}: its Deferred fired with {value!r}, neither "
+                    "None nor a LocalResponse",
+                )
+            )
+
+    outcome.addBoth(settle)
     return result
+
+
+def _failure(failure: Failure, rule: Rule) -> Failure:
+    if failure.check(ActionFailed):
+        return failure
+    return Failure(
+        ActionFailed(500, f"{rule.label} failed: {failure.getErrorMessage()}", failure)
+    )
 
 
 def _failed(status: int, why: str) -> Deferred[Any]:

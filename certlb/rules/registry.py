@@ -315,6 +315,7 @@ def _discover(directories: tuple[str, ...]) -> Registry:
     saved = list(package.__path__)
     package.__path__.extend(d for d in directories if d not in saved)
     try:
+        _one_module_per_name(package, problems)
         with _importable(package, problems):
             for key, kind in KINDS.items():
                 for plugin in getPlugins(kind.interface, package):
@@ -393,6 +394,44 @@ def _add(
     claimed.setdefault((key, name), []).append(module)
     names[key][name] = plugin
     modules[(key, name)] = module
+
+
+def _one_module_per_name(
+    package: types.ModuleType, problems: list[PluginProblem]
+) -> None:
+    """Make each module name of the searched directories mean their file:
+    forget a module of that name imported from elsewhere (another
+    configuration's C{plugin-dir}), and report a name that two directories
+    hold (only the first is imported)."""
+    found: dict[str, str] = {}
+    for root in (os.path.abspath(p) for p in package.__path__):
+        try:
+            files = sorted(os.listdir(root))
+        except OSError:
+            continue
+        for file in files:
+            stem, dot, extension = file.rpartition(".")
+            if extension != "py" or not dot or stem == "__init__":
+                continue
+            path = os.path.join(root, file)
+            if stem in found:
+                problems.append(
+                    PluginProblem(
+                        f"{package.__name__}.{stem}",
+                        f"{path} is not used: {found[stem]} has the same module "
+                        "name; rename one",
+                    )
+                )
+            else:
+                found[stem] = path
+    for stem, path in found.items():
+        name = f"{package.__name__}.{stem}"
+        module = sys.modules.get(name)
+        loaded = getattr(module, "__file__", None)
+        if loaded is not None and os.path.abspath(loaded) != path:
+            del sys.modules[name]
+            if getattr(package, stem, None) is module:
+                delattr(package, stem)
 
 
 @contextmanager

@@ -39,7 +39,7 @@ from certlb.rules.acl import (
 from certlb.rules.actions import LocalResponse, RuleSet, describe
 from certlb.rules.context import ConnectionInfo, RequestContext
 from certlb.rules.interfaces import IRequestAction, IRequestContext
-from certlb.rules.registry import active, for_config
+from certlb.rules.registry import BUILTIN, active, for_config
 from certlb.tls.state import ClientCertState, VerifyPolicy
 from certlb.tls.verify_codes import VERIFY_CODES
 
@@ -112,12 +112,16 @@ class _Probe:
 
     @ivar text: the ACL as a trace names it, with its place.
     @ivar shown: the expression whose value is shown (C{ssl_c_verify}).
+    @ivar builtin: it reads only certlb's own fetches, converters and match
+        methods, which have no side effect: reading it again for a live
+        trace changes nothing (a plugin's might count, or raise).
     """
 
     text: str
     shown: str
     test: Callable[[IRequestContext], bool]
     values: Callable[[IRequestContext], Sequence[Any]]
+    builtin: bool
 
     @classmethod
     def compile(cls, acl: AclDef) -> _Probe:
@@ -131,12 +135,28 @@ class _Probe:
         else:
             text = f"acl {acl.name} ({acl.location}) {words}"
         compiled = compile_sample(expression, in_acl=True)
-        return cls(text, str(expression), compile_acl(acl), compiled.values())
+        flags = list(acl.flags)
+        method = flags[flags.index("-m") + 1] if "-m" in flags else None
+        builtin = (
+            expression.fetch in BUILTIN.fetches
+            and all(name in BUILTIN.converters for name, _ in expression.converters)
+            and (method is None or method in BUILTIN.matchers)
+        )
+        return cls(text, str(expression), compile_acl(acl), compiled.values(), builtin)
 
-    def line(self, context: IRequestContext) -> tuple[bool, str]:
-        """Whether it matches, and a line saying so and why."""
-        matched = self.test(context)
-        values = [v for v in self.values(context) if v is not None]
+    def line(self, context: IRequestContext, live: bool) -> tuple[bool, str]:
+        """Whether it matches, and a line saying so and why.
+
+        @param live: the request is a client's: a plugin's ACL is not read
+            again (its verdict is not known here: said false).
+        """
+        if live and not self.builtin:
+            return False, f"{self.text}: a plugin's, not read again for the trace"
+        try:
+            matched = self.test(context)
+            values = [v for v in self.values(context) if v is not None]
+        except Exception as e:
+            return False, f"{self.text}: raised {type(e).__name__}: {e}"
         if not values:
             why = f"{self.shown} has no value"
         else:
@@ -179,7 +199,7 @@ class ConditionExplainer:
         )
         return cls(condition, groups)
 
-    def lines(self, context: IRequestContext) -> list[str]:
+    def lines(self, context: IRequestContext, live: bool) -> list[str]:
         """A line per ACL read: its verdict and the value it saw."""
         lines = []
         several = len(self.groups) > 1
@@ -190,7 +210,7 @@ class ConditionExplainer:
             group_holds = True
             for term, probes in group:
                 indent = _INDENT if several else ""
-                said = [probe.line(context) for probe in probes]
+                said = [probe.line(context, live) for probe in probes]
                 matched = any(one for one, _ in said)
                 group_holds = group_holds and matched != term.negated
                 if term.negated and len(said) == 1:
@@ -234,9 +254,12 @@ class Tracer:
     """Turns the trace lines of rules into lines that say why.
 
     @ivar explainers: by rule label, see L{explainers}.
+    @ivar live: the requests are clients' (C{--debug-rules}), not described
+        ones (C{--explain}).
     """
 
     explainers: Mapping[str, ConditionExplainer]
+    live: bool = False
 
     def lines(self, context: IRequestContext, line: str) -> Iterator[str]:
         """C{line}, then, when it is about a condition, its ACLs (indented)."""
@@ -244,7 +267,7 @@ class Tracer:
         label, _, verdict = line.rpartition(": ")
         explainer = self.explainers.get(label)
         if explainer is not None and verdict in _EXPLAINED:
-            for detail in explainer.lines(context):
+            for detail in explainer.lines(context, self.live):
                 yield _INDENT + detail
 
 
@@ -269,10 +292,15 @@ class LiveTrace:
         tracer, writers = self.tracer, self.frontend.log_writers
 
         def trace(line: str) -> None:
-            for each in tracer.lines(context, line):
-                log.debug("{request}: {line}", request=prefix, line=each)
-                for writer in writers:
-                    writer.send(f"{prefix}: {each}", "debug")
+            try:
+                for each in tracer.lines(context, line):
+                    log.debug("{request}: {line}", request=prefix, line=each)
+                    for writer in writers:
+                        writer.send(f"{prefix}: {each}", "debug")
+            except Exception:  # a trace never changes what the request gets
+                log.failure(
+                    "{request}: cannot trace {line!r}", request=prefix, line=line
+                )
 
         return trace
 
@@ -280,7 +308,7 @@ class LiveTrace:
 def enable_tracing(config: Config, frontends: Mapping[str, FrontendRuntime]) -> None:
     """Trace every request of C{frontends} (a service's), as
     C{twistd certlb --debug-rules} does."""
-    tracer = Tracer(explainers(config))
+    tracer = Tracer(explainers(config), live=True)
     for runtime in frontends.values():
         runtime.tracer = LiveTrace(runtime, tracer)
 
@@ -439,6 +467,19 @@ def explain(
         _remove(
             context, XFCC, "only a proxy with a valid certificate may send it", lines
         )
+    try:
+        return _play(runtime, context, lines)
+    except Exception as e:  # a plugin's fetch or balancer, say
+        return [
+            *lines,
+            f"result: 500: a rule raised {type(e).__name__}: {e} (certlb answers "
+            "500 and logs it)",
+        ]
+
+
+def _play(
+    runtime: FrontendRuntime, context: RequestContext, lines: list[str]
+) -> list[str]:
     answer = _for_explain(runtime.rules).apply(context)
     if answer is not None:
         return _answered(answer, lines)
