@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -51,7 +52,14 @@ class ListenerService(Service):
     ports below 1024 before dropping privileges), or in C{startService} when
     the service is started directly.  If one address cannot be bound, the
     ports already opened are closed again and L{ListenError} is raised.
+
+    @ivar descriptors: listening sockets opened by another process (a
+        worker's master, see L{certlb.workers}), by C{(frontend, bind
+        address)}: when it is not C{None}, each bind adopts its socket
+        instead of listening, and a bind without one is a L{ListenError}.
     """
+
+    descriptors: dict[tuple[str, str], int] | None = None
 
     def __init__(
         self,
@@ -77,7 +85,7 @@ class ListenerService(Service):
         opened: list[tuple[str, Bind, Any]] = []
         for bind, frontend, factory in self.listeners:
             try:
-                port = self.reactor.listenTCP(bind.port, factory, interface=bind.host)
+                port = self._open(frontend, bind, factory)
             except CannotListenError as e:
                 for _, _, started in opened:
                     started.stopListening()
@@ -97,6 +105,22 @@ class ListenerService(Service):
                 host=address.host,
                 port=address.port,
             )
+
+    def _open(self, frontend: str, bind: Bind, factory: Any) -> Any:
+        if self.descriptors is None:
+            return self.reactor.listenTCP(bind.port, factory, interface=bind.host)
+        fd = self.descriptors.get((frontend, bind.address))
+        if fd is None:
+            raise CannotListenError(
+                bind.host, bind.port, "no socket was passed for this address"
+            )
+        try:
+            # The port keeps a duplicate of the descriptor; ours is closed.
+            with socket.socket(fileno=fd) as passed:
+                passed.setblocking(False)
+                return self.reactor.adoptStreamPort(fd, passed.family, factory)
+        except OSError as e:
+            raise CannotListenError(bind.host, bind.port, e) from None
 
     def stopService(self) -> Deferred[Any]:
         Service.stopService(self)

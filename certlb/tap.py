@@ -11,6 +11,7 @@ from twisted.python import usage
 
 from certlb._version import __version__
 from certlb.config import ConfigError, check_config, load_config
+from certlb.config.backend_keywords import MAX_WORKERS
 from certlb.report import print_problems
 from certlb.service import ListenError, make_service
 
@@ -18,7 +19,9 @@ log = Logger()
 
 
 class Options(usage.Options):
-    synopsis = "--config FILE [--config FILE ...] [--check] [--debug-rules]"
+    synopsis = (
+        "--config FILE [--config FILE ...] [--workers N] [--check] [--debug-rules]"
+    )
     longdesc = (
         "Run certlb, a TLS-terminating HTTP load balancer that verifies client "
         "certificates, with an HAProxy-style configuration.  Several "
@@ -46,6 +49,15 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["config"] = []
+        self["workers"] = None
+
+    def opt_workers(self, count: str) -> None:
+        """Run N worker processes under a master process (overrides nbproc)."""
+        if not count.isdigit() or not 1 <= int(count) <= MAX_WORKERS:
+            raise usage.UsageError(
+                f"--workers takes a whole number from 1 to {MAX_WORKERS}, not {count!r}"
+            )
+        self["workers"] = int(count)
 
     def opt_version(self) -> None:
         """Print certlb's version and exit."""
@@ -108,7 +120,23 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     top = _ReportListenError()
+    # Built also for workers: it checks what the configuration names (the
+    # certificates, the plugins), so that their errors stop the start-up.
     service: Any = make_service(config, reactor)
+    workers = options["workers"] or config.global_.nbproc or 1
+    if workers > 1:
+        from certlb.workers import WorkersService
+
+        sources = []
+        for path in options["config"]:
+            with open(path, encoding="utf-8") as f:
+                sources.append((path, f.read()))
+        if options["debug-rules"]:
+            log.info("rule tracing is on (--debug-rules) in every worker")
+        WorkersService(
+            config, sources, workers, reactor, debug_rules=options["debug-rules"]
+        ).setServiceParent(top)
+        return top
     if options["debug-rules"]:
         from certlb.rules.trace import enable_tracing
 

@@ -12,7 +12,7 @@ import attrs
 
 from certlb.config.addresses import parse_address, parse_duration
 from certlb.config.conditions import SyntaxProblem, parse_expression
-from certlb.config.errors import suggest
+from certlb.config.errors import WARNING, suggest
 from certlb.config.lexer import Word
 from certlb.config.model import (
     BALANCE_ALGORITHMS,
@@ -463,3 +463,24 @@ def hard_stop_after(ctx: Context) -> None:
     value = ctx.arg(1, "a duration, as in 30s")
     ctx.no_more(2)
     ctx.draft.hard_stop_after = _duration(value)
+
+
+MAX_WORKERS = 1024
+
+
+def nbproc(ctx: Context) -> None:
+    """C{nbproc N} (global): run N worker processes; C{nbthread N} is read as
+    C{nbproc N}, with a warning, since certlb's workers are processes."""
+    name = ctx.keyword.text
+    value = ctx.arg(1, "a number of worker processes")
+    ctx.no_more(2)
+    ctx.draft.nbproc = integer(value, name, 1, MAX_WORKERS)
+    if name == "nbthread":
+        ctx.problem(
+            ctx.keyword.location,
+            f"'nbthread {value.text}' starts {value.text} worker processes, as "
+            f"'nbproc {value.text}' does: certlb's workers are processes, not "
+            "threads, each with its own health checks, stick tables and "
+            f"connection limits; write 'nbproc {value.text}' to say so",
+            WARNING,
+        )

@@ -395,6 +395,8 @@ KEYWORDS: dict[str, Keyword] = {
     "stick": Keyword("lb", stick_keywords.stick),
     "grace": Keyword("gdfl", backend_keywords.grace),
     "hard-stop-after": Keyword("g", backend_keywords.hard_stop_after),
+    "nbproc": Keyword("g", backend_keywords.nbproc),
+    "nbthread": Keyword("g", backend_keywords.nbproc),
     "plugin-dir": Keyword("g", backend_keywords.plugin_dir),
     "maxconn": Keyword("gdfl", _maxconn),
     "timeout": Keyword("dflb", _timeout),
@@ -418,7 +420,7 @@ UNSUPPORTED: dict[str, str] = {
         unique-id-format unique-id-header fullconn dispatch
         http-reuse compression filter use-server force-persist
         ignore-persist block rate-limit default-server server-template
-        email-alert nbthread nbproc cpu-map ssl-default-bind-options
+        email-alert cpu-map ssl-default-bind-options
         ssl-default-bind-ciphers ssl-default-bind-ciphersuites
         ssl-default-server-options tune.ssl.default-dh-param crt-base
         ca-base description

@@ -853,6 +853,9 @@ class Global:
     @ivar logs: its C{log} lines, which C{log global} in a proxy refers to.
     @ivar plugin_dirs: C{plugin-dir} lines: directories whose modules are
         searched for plugins too (absolute paths).
+    @ivar nbproc: C{nbproc}: how many worker processes C{twistd certlb} runs
+        (C{None}: not given, one process and no master; C{--workers}
+        overrides it).
     """
 
     maxconn: int | None = attrs.field(default=None, validator=valid.positive_or_none)
@@ -861,7 +864,12 @@ class Global:
     )
     grace: int | None = attrs.field(default=None, validator=valid.positive_or_none)
     logs: tuple[LogTarget, ...] = ()
-    plugin_dirs: tuple[str, ...] = ()
+    plugin_dirs: tuple[str, ...] = attrs.field(
+        default=(),
+        converter=valid.as_tuple,
+        validator=valid.items(str, "a tuple of directory names"),
+    )
+    nbproc: int | None = attrs.field(default=None, validator=valid.positive_or_none)
 
 
 @attrs.frozen

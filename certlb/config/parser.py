@@ -67,6 +67,7 @@ class _Reader:
         self.defaults = Draft()
         self.global_maxconn: int | None = None
         self.global_hard_stop_after: int | None = None
+        self.global_nbproc: int | None = None
         self.global_grace: int | None = None
         self.global_logs: list[LogTarget] = []
         self.plugin_dirs: list[str] = []
@@ -159,6 +160,8 @@ class _Reader:
                 self.global_maxconn = draft.maxconn
             if draft.hard_stop_after is not None:
                 self.global_hard_stop_after = draft.hard_stop_after
+            if draft.nbproc is not None:
+                self.global_nbproc = draft.nbproc
             if draft.grace is not None:
                 self.global_grace = draft.grace
             self.global_logs.extend(draft.logs)
@@ -278,6 +281,7 @@ class _Reader:
             global_=Global(
                 maxconn=self.global_maxconn,
                 hard_stop_after=self.global_hard_stop_after,
+                nbproc=self.global_nbproc,
                 grace=self.global_grace,
                 logs=global_logs,
                 plugin_dirs=tuple(self.plugin_dirs),

@@ -64,6 +64,7 @@ class Draft:
     stick_table: StickTable | None = None
     stick_rules: list[StickRule] = attrs.Factory(list)
     hard_stop_after: int | None = None
+    nbproc: int | None = None  # global 'nbproc' (or 'nbthread')
     default_backend: str | None = None
     default_backend_location: Location = NOWHERE
     binds: list[Bind] = attrs.Factory(list)
