@@ -1,0 +1,3 @@
+module certlb/bench/loadgen
+
+go 1.19
