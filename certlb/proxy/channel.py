@@ -221,6 +221,9 @@ class HTTPChannel(Protocol):
         transport = self.transport
         assert transport is not None
         self._idle_since = self.clock.seconds()
+        no_delay = getattr(transport, "setTcpNoDelay", None)
+        if no_delay is not None:  # small answers go at once, as HAProxy's do
+            no_delay(True)
         peer, host = transport.getPeer(), transport.getHost()
         self.connection = ConnectionInfo(
             (getattr(peer, "host", ""), getattr(peer, "port", 0)),

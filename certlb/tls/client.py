@@ -105,6 +105,7 @@ def build_client_context(
     if max_version is not None:
         context.set_max_proto_version(VERSIONS[max_version])
     context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)  # pooled idle connections
     context.set_cipher_list(CIPHERS)
     # No ALPN, as HAProxy without 'alpn': some servers fail a handshake
     # that offers it when they have no protocol list of their own.
