@@ -54,12 +54,13 @@ class ListenerService(Service):
     ports already opened are closed again and L{ListenError} is raised.
 
     @ivar descriptors: listening sockets opened by another process (a
-        worker's master, see L{certlb.workers}), by C{(frontend, bind
-        address)}: when it is not C{None}, each bind adopts its socket
-        instead of listening, and a bind without one is a L{ListenError}.
+        worker's master, see L{certlb.workers}), one per bind in the order of
+        the configuration: when it is not C{None}, each bind adopts its
+        socket instead of listening, and a bind without one is a
+        L{ListenError}.
     """
 
-    descriptors: dict[tuple[str, str], int] | None = None
+    descriptors: list[int] | None = None
 
     def __init__(
         self,
@@ -83,9 +84,9 @@ class ListenerService(Service):
 
     def _listen(self) -> None:
         opened: list[tuple[str, Bind, Any]] = []
-        for bind, frontend, factory in self.listeners:
+        for index, (bind, frontend, factory) in enumerate(self.listeners):
             try:
-                port = self._open(frontend, bind, factory)
+                port = self._open(index, bind, factory)
             except CannotListenError as e:
                 for _, _, started in opened:
                     started.stopListening()
@@ -106,19 +107,20 @@ class ListenerService(Service):
                 port=address.port,
             )
 
-    def _open(self, frontend: str, bind: Bind, factory: Any) -> Any:
+    def _open(self, index: int, bind: Bind, factory: Any) -> Any:
         if self.descriptors is None:
             return self.reactor.listenTCP(bind.port, factory, interface=bind.host)
-        fd = self.descriptors.get((frontend, bind.address))
-        if fd is None:
+        if index >= len(self.descriptors):
             raise CannotListenError(
                 bind.host, bind.port, "no socket was passed for this address"
             )
         try:
             # The port keeps a duplicate of the descriptor; ours is closed.
-            with socket.socket(fileno=fd) as passed:
+            with socket.socket(fileno=self.descriptors[index]) as passed:
                 passed.setblocking(False)
-                return self.reactor.adoptStreamPort(fd, passed.family, factory)
+                return self.reactor.adoptStreamPort(
+                    passed.fileno(), passed.family, factory
+                )
         except OSError as e:
             raise CannotListenError(bind.host, bind.port, e) from None
 

@@ -12,6 +12,7 @@ from twisted.python import usage
 from certlb._version import __version__
 from certlb.config import ConfigError, check_config, load_config
 from certlb.config.backend_keywords import MAX_WORKERS
+from certlb.config.sources import recording
 from certlb.report import print_problems
 from certlb.service import ListenError, make_service
 
@@ -53,7 +54,9 @@ class Options(usage.Options):
 
     def opt_workers(self, count: str) -> None:
         """Run N worker processes under a master process (overrides nbproc)."""
-        if not count.isdigit() or not 1 <= int(count) <= MAX_WORKERS:
+        if not (count.isascii() and count.isdigit()) or not (
+            1 <= int(count) <= MAX_WORKERS
+        ):
             raise usage.UsageError(
                 f"--workers takes a whole number from 1 to {MAX_WORKERS}, not {count!r}"
             )
@@ -110,31 +113,30 @@ def _print_without_traceback(kind: type[BaseException]) -> None:
 
 
 def makeService(options: Options) -> IService:
-    try:
-        config = load_config(*options["config"])
-    except ConfigError as e:
-        print_problems(e.problems, options["config"], sys.stderr)
-        raise SystemExit(1) from None
-    for warning in config.warnings:
-        log.warn("{problem}", problem=str(warning))
     from twisted.internet import reactor
 
+    # Every file the configuration names is read once, here (as root if
+    # twistd starts so): workers get these contents, not the disk's.
+    with recording() as files:
+        try:
+            config = load_config(*options["config"])
+        except ConfigError as e:
+            print_problems(e.problems, options["config"], sys.stderr)
+            raise SystemExit(1) from None
+        for warning in config.warnings:
+            log.warn("{problem}", problem=str(warning))
+        # Built also for workers: it checks what the configuration names (the
+        # certificates, the plugins), so that their errors stop the start-up.
+        service: Any = make_service(config, reactor)
     top = _ReportListenError()
-    # Built also for workers: it checks what the configuration names (the
-    # certificates, the plugins), so that their errors stop the start-up.
-    service: Any = make_service(config, reactor)
     workers = options["workers"] or config.global_.nbproc or 1
     if workers > 1:
         from certlb.workers import WorkersService
 
-        sources = []
-        for path in options["config"]:
-            with open(path, encoding="utf-8") as f:
-                sources.append((path, f.read()))
         if options["debug-rules"]:
             log.info("rule tracing is on (--debug-rules) in every worker")
         WorkersService(
-            config, sources, workers, reactor, debug_rules=options["debug-rules"]
+            config, files, workers, reactor, debug_rules=options["debug-rules"]
         ).setServiceParent(top)
         return top
     if options["debug-rules"]:

@@ -2,8 +2,10 @@
 (L{certlb.workers}), never by hand.
 
 It reads, on its descriptor 0, one line of JSON from the master: the
-configuration's files and text, and which descriptor is the listening
-socket of which bind.  It runs that configuration as the single process
+configuration's file names, the content of every file the master read for
+it (configuration, certificates, keys, CAs, CRLs, maps), and the
+descriptors of the listening sockets, one per bind in the configuration's
+order.  It runs that configuration as the single process
 does, adopting the sockets instead of listening, writes its log events to
 descriptor 1 (one JSON object a line: C{level}, C{namespace}, C{text}),
 and stops gracefully on SIGTERM, on SIGINT, or when descriptor 0 reaches
@@ -12,6 +14,8 @@ end-of-file (the master is gone).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import signal
@@ -31,10 +35,10 @@ from twisted.logger import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from certlb.config.checker import check
-from certlb.config.errors import ERROR, ConfigError
+from certlb.config import load_config
+from certlb.config.errors import ConfigError
 from certlb.config.model import Config
-from certlb.config.parser import parse
+from certlb.config.sources import use_snapshot
 from certlb.report import print_problems
 from certlb.service import ListenError, make_service
 
@@ -53,17 +57,17 @@ def read_message(fd: int = 0) -> dict[str, Any]:
     return message
 
 
-def load_sources(sources: Sequence[Sequence[str]]) -> Config:
-    """The configuration of the master's files, read from their text (a
-    file changed since the master started does not change a worker)."""
-    config, problems, incomplete = parse(
-        [(name, text) for name, text in sources], os.environ
+def load_snapshot(message: dict[str, Any]) -> Config:
+    """The configuration as the master read it: its files, and every file
+    it names, come from the master's message (read with the master's
+    privileges; a file changed since does not change a worker).
+
+    @raise ConfigError: as L{load_config}.
+    """
+    use_snapshot(
+        {path: base64.b64decode(data) for path, data in message["files"].items()}
     )
-    problems.extend(check(config, incomplete))
-    errors = [p for p in problems if p.severity == ERROR]
-    if errors:
-        raise ConfigError(errors)
-    return config
+    return load_config(*message["config"])
 
 
 @implementer(ILogObserver)
@@ -82,6 +86,8 @@ class ToMaster:
                 event, includeTimestamp=False, includeSystem=False
             ).rstrip("\n"),
         }
+        if event.get("certlb_ready"):
+            record["ready"] = True
         data = json.dumps(record).encode() + b"\n"
         try:
             while data:
@@ -123,11 +129,9 @@ class Worker:
     def __init__(self, message: dict[str, Any], reactor: Any) -> None:
         self.reactor = reactor
         self.number = int(message["worker"])
-        self.config = load_sources(message["files"])
+        self.config = load_snapshot(message)
         self.service: Any = make_service(self.config, reactor)
-        self.service.listeners.descriptors = {
-            (frontend, address): int(fd) for frontend, address, fd in message["sockets"]
-        }
+        self.service.listeners.descriptors = [int(fd) for fd in message["sockets"]]
         if message.get("debug_rules"):
             from certlb.rules.trace import enable_tracing
 
@@ -138,6 +142,8 @@ class Worker:
     def start(self) -> None:
         for name in ("SIGTERM", "SIGINT"):
             signal.signal(getattr(signal, name), self._signalled)
+        for name in ("SIGHUP", "SIGUSR1", "SIGUSR2"):  # the master's business
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
         self.reactor.addReader(MasterPipe(0, self._master_gone))
         try:
             self.service.startService()
@@ -156,6 +162,7 @@ class Worker:
         self.reactor.addSystemEventTrigger(
             "before", "shutdown", self.service.stopService
         )
+        log.info("worker {number} serves", number=self.number, certlb_ready=True)
 
     def _signalled(self, number: int, frame: Any) -> None:
         self.reactor.callFromThread(self.stop)
@@ -176,6 +183,10 @@ class Worker:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run a worker: the master's message from descriptor 0, logs to 1."""
+    # Signals from a terminal (Ctrl-C) go to the master, which stops the
+    # workers in order; not to the workers directly.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     message = read_message(0)
     globalLogBeginner.beginLoggingTo([ToMaster(1)], redirectStandardIO=True)
     from twisted.internet import reactor
@@ -183,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         worker = Worker(message, reactor)
     except ConfigError as e:
-        print_problems(e.problems, [name for name, _ in message["files"]], sys.stderr)
+        print_problems(e.problems, message["config"], sys.stderr)
         raise SystemExit(1) from None
     reactor.callWhenRunning(worker.start)
     reactor.run()

@@ -13,7 +13,9 @@ does) and waits for them.
 
 What a worker gets (see L{certlb.worker}):
   - file descriptor 0: a pipe from the master, on which the master writes
-    one line of JSON (the configuration's text, which socket is which) and
+    one line of JSON (the configuration's files as the master read them,
+    with every certificate, key, CA, CRL and map they name, and the
+    sockets in the order of the binds) and
     which it keeps open: when it reads end-of-file, the master is gone and
     the worker stops;
   - 1: a pipe to the master for its log events, one JSON object a line;
@@ -24,13 +26,14 @@ What a worker gets (see L{certlb.worker}):
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.application.service import Service
@@ -55,6 +58,8 @@ STABLE = 10.0
 MAX_DELAY = 60.0
 # After hard-stop-after, a worker still running is killed this much later.
 KILL_MARGIN = 5.0
+# The longest line of a worker's log relayed as it is.
+MAX_LINE = 65536
 # Twisted's listen() backlog, so that workers listen as one process does.
 BACKLOG = 50
 FIRST_FD = 3
@@ -127,7 +132,8 @@ class WorkerProcess(ProcessProtocol):
         self.message = message
         self.started = workers.reactor.seconds()
         self.pid: int | None = None
-        self._buffers = {1: b"", 2: b""}
+        self._buffers = {1: bytearray(), 2: bytearray()}
+        self.ready = False  # it said it serves (its sockets adopted)
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid
@@ -136,12 +142,19 @@ class WorkerProcess(ProcessProtocol):
         self.transport.writeToChild(0, self.message)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD not in self._buffers:
+        buffer = self._buffers.get(childFD)
+        if buffer is None:
             return
-        lines = (self._buffers[childFD] + data).split(b"\n")
-        self._buffers[childFD] = lines.pop()
-        for line in lines:
-            self._line(childFD, line)
+        buffer += data
+        end = buffer.rfind(b"\n")
+        if end >= 0:
+            lines = bytes(buffer[:end]).split(b"\n")
+            del buffer[: end + 1]
+            for line in lines:
+                self._line(childFD, line)
+        if len(buffer) > MAX_LINE:  # no line is that long: cut it
+            self._line(childFD, bytes(buffer[:MAX_LINE]) + b" [cut]")
+            buffer.clear()
 
     def _line(self, fd: int, line: bytes) -> None:
         text = line.decode("utf-8", "replace")
@@ -154,17 +167,23 @@ class WorkerProcess(ProcessProtocol):
             except (ValueError, KeyError, TypeError, AttributeError):
                 pass
             else:
+                if record.get("ready") is True:
+                    self.ready = self.workers.ever_ready = True
                 self.workers.relay(self, level, namespace, message)
                 return
         if text.strip():
             self.workers.relay(self, LogLevel.warn, "certlb.worker", text)
 
-    def processEnded(self, reason: Failure) -> None:
-        for fd in self._buffers:
-            if self._buffers[fd]:
-                self._line(fd, self._buffers[fd])
-                self._buffers[fd] = b""
+    def processExited(self, reason: Failure) -> None:
+        # Not processEnded: that waits for every pipe to close, which a
+        # process the worker started (a plugin's) may keep open.
         self.workers.ended(self, reason)
+
+    def processEnded(self, reason: Failure) -> None:
+        for fd, buffer in self._buffers.items():
+            if buffer:
+                self._line(fd, bytes(buffer))
+                buffer.clear()
 
     def signal(self, name: str) -> None:
         """Send signal C{name} (C{"TERM"}, C{"KILL"}) unless it has ended."""
@@ -182,13 +201,13 @@ class WorkersService(Service):
     def __init__(
         self,
         config: Config,
-        sources: Sequence[tuple[str, str]],
+        files: Mapping[str, bytes],
         count: int,
         reactor: Any,
         debug_rules: bool = False,
     ) -> None:
         self.config = config
-        self.sources = list(sources)
+        self.files = dict(files)
         self.count = count
         self.reactor = reactor
         self.debug_rules = debug_rules
@@ -198,6 +217,8 @@ class WorkersService(Service):
         self._failures: dict[int, int] = {}
         self._restarts: dict[int, IDelayedCall] = {}
         self._stopping = False
+        self.ever_ready = False  # a worker has served: start-up works
+        self._never_ready: set[int] = set()  # workers that died before serving
         self._stopped: Deferred[None] | None = None
         self._kill: IDelayedCall | None = None
 
@@ -236,11 +257,12 @@ class WorkersService(Service):
             json.dumps(
                 {
                     "worker": number,
-                    "files": self.sources,
-                    "sockets": [
-                        [frontend, bind.address, FIRST_FD + i]
-                        for i, (frontend, bind, _) in enumerate(self.sockets)
-                    ],
+                    "config": list(self.config.files),
+                    "files": {
+                        path: base64.b64encode(data).decode("ascii")
+                        for path, data in self.files.items()
+                    },
+                    "sockets": [FIRST_FD + i for i in range(len(self.sockets))],
                     "debug_rules": self.debug_rules,
                 }
             ).encode()
@@ -310,6 +332,17 @@ class WorkersService(Service):
             )
             self._check_stopped()
             return
+        if not worker.ready and not self.ever_ready:
+            self._never_ready.add(worker.number)
+            if len(self._never_ready) >= self.count:
+                log.critical(
+                    "no worker could start (worker {number} {how}; see its lines "
+                    "above): certlb stops",
+                    number=worker.number,
+                    how=how,
+                )
+                self.reactor.stop()
+                return
         self._restart_later(worker.number, worker, how)
 
     def _restart_later(
@@ -345,6 +378,13 @@ class WorkersService(Service):
         if not self.workers:
             return succeed(None)
         log.info("stopping {count} workers", count=len(self.workers))
+        # Asked again (a second SIGTERM or Ctrl-C): no more waiting.
+        for name in ("SIGTERM", "SIGINT") if self.reactor.running else ():
+            with contextlib.suppress(ValueError):  # not in the main thread
+                signal.signal(
+                    getattr(signal, name),
+                    lambda *_: self.reactor.callFromThread(self._kill_all),
+                )
         self._stopped = Deferred()
         for worker in list(self.workers.values()):
             worker.signal("TERM")
@@ -361,12 +401,7 @@ class WorkersService(Service):
             worker.signal(name)
 
     def _kill_all(self) -> None:
-        log.warn(
-            "{count} workers still running {margin:g}s after hard-stop-after: "
-            "killing them",
-            count=len(self.workers),
-            margin=KILL_MARGIN,
-        )
+        log.warn("killing {count} workers still running", count=len(self.workers))
         self.forward("KILL")
 
     def _check_stopped(self) -> None:

@@ -4,6 +4,7 @@ stop) on a fake process reactor."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -28,11 +29,13 @@ from certlb.config import parse_config
 from certlb.config.model import Bind, Config, Global
 from certlb.proxy.limits import ConnectionLimits
 from certlb.service import CertlbService, ListenError, ListenerService
-from certlb.worker import MasterPipe, ToMaster, load_sources
+from certlb.worker import MasterPipe, ToMaster, load_snapshot
 from certlb.workers import (
     KILL_MARGIN,
     MAX_DELAY,
+    MAX_LINE,
     STABLE,
+    WorkerProcess,
     WorkersService,
     describe_end,
     restart_delay,
@@ -55,6 +58,12 @@ PLAIN = SERVED.replace(" ssl crt ./server.pem ca-file ./ca.crt verify optional",
 
 def only_messages(problems: list[Any]) -> list[str]:
     return [str(p) for p in problems]
+
+
+READY = (
+    b'{"level": "info", "namespace": "certlb.worker", "text": "serves", '
+    b'"ready": true}\n'
+)
 
 
 class KeywordTests(SynchronousTestCase):
@@ -157,13 +166,14 @@ class OptionTests(SynchronousTestCase):
         self.assertIsInstance(self.make(with_nbproc, "--workers", "1"), CertlbService)
         self.assertIsInstance(self.make(SERVED), CertlbService)
 
-    def test_master_sends_the_text(self) -> None:
-        """The master hands its workers the configuration's text as it read
-        it at start-up, and each bind's socket by frontend and address."""
+    def test_master_sends_the_files(self) -> None:
+        """The master hands its workers the files as it read them at
+        start-up (the configuration, its certificates), and the sockets."""
         master = self.make(SERVED, "--workers", "2")
         message = json.loads(master.message(2))
         self.assertEqual(message["worker"], 2)
-        self.assertEqual([text for _, text in message["files"]], [SERVED])
+        [path] = message["config"]
+        self.assertEqual(base64.b64decode(message["files"][path]), SERVED.encode())
         self.assertEqual(message["sockets"], [])  # none open before the start
 
 
@@ -235,12 +245,28 @@ class MasterTests(SynchronousTestCase):
             globalLogPublisher,
         )
 
-    def master(self, count: int = 2, config: Config | None = None) -> WorkersService:
+    def master(
+        self, count: int = 2, config: Config | None = None, ready: bool = True
+    ) -> WorkersService:
         service = WorkersService(
-            config or Config(), [("a.cfg", "global\n")], count, self.reactor
+            config or Config(), {"/a.cfg": b"global\n"}, count, self.reactor
         )
         service.startService()
+        for protocol, *_ in self.reactor.spawned if ready else ():
+            protocol.childDataReceived(1, READY)
         return service
+
+    def test_no_worker_could_start(self) -> None:
+        """When every worker dies before serving (a file it cannot use),
+        the master says so and stops, rather than hold the sockets and
+        restart workers forever."""
+        master = self.master(2, ready=False)
+        self.reactor.spawned[0][0].processExited(Failure(ProcessDone(1)))
+        self.assertFalse(self.reactor.hasStopped)
+        self.reactor.spawned[1][0].processExited(Failure(ProcessDone(1)))
+        self.assertTrue(self.reactor.hasStopped)
+        self.assertIn("no worker could start", self.messages()[-1])
+        self.assertEqual(master.workers, {})
 
     def messages(self) -> list[str]:
         return [formatEvent(e) for e in self.events]
@@ -260,7 +286,7 @@ class MasterTests(SynchronousTestCase):
         """A worker's log events (JSON lines on its descriptor 1) are logged by
         the master at their level, marked with the worker's number; other
         output (descriptor 2) is logged as warnings, line by line."""
-        self.master(1)
+        self.master(1, ready=False)
         protocol = self.reactor.spawned[0][0]
         line = {"level": "error", "namespace": "certlb.service", "text": "a {b}"}
         data = json.dumps(line).encode() + b"\n"
@@ -287,7 +313,7 @@ class MasterTests(SynchronousTestCase):
         number, and the master says which died and how."""
         master = self.master(2)
         protocol = self.reactor.spawned[0][0]
-        protocol.processEnded(killed())
+        protocol.processExited(killed())
         self.reactor.advance(0)
         self.assertEqual(len(self.reactor.spawned), 3)
         self.assertEqual(self.reactor.spawned[2][2][-1], "1")
@@ -304,7 +330,7 @@ class MasterTests(SynchronousTestCase):
         self.master(1)
         for delay in (0, 1, 2, 4):
             spawned = len(self.reactor.spawned)
-            self.reactor.spawned[-1][0].processEnded(killed())
+            self.reactor.spawned[-1][0].processExited(killed())
             if delay:
                 self.reactor.advance(delay - 0.5)
                 self.assertEqual(len(self.reactor.spawned), spawned)
@@ -323,11 +349,11 @@ class MasterTests(SynchronousTestCase):
         once, whatever its earlier deaths."""
         self.master(1)
         for _ in range(3):
-            self.reactor.spawned[-1][0].processEnded(killed())
+            self.reactor.spawned[-1][0].processExited(killed())
             self.reactor.advance(MAX_DELAY)
         spawned = len(self.reactor.spawned)
         self.reactor.advance(STABLE)
-        self.reactor.spawned[-1][0].processEnded(Failure(ProcessDone(0)))
+        self.reactor.spawned[-1][0].processExited(Failure(ProcessDone(0)))
         self.reactor.advance(0)
         self.assertEqual(len(self.reactor.spawned), spawned + 1)
 
@@ -340,9 +366,9 @@ class MasterTests(SynchronousTestCase):
             [p.signals for _, p, _, _ in self.reactor.spawned], [["TERM"], ["TERM"]]
         )
         self.assertNoResult(d)
-        self.reactor.spawned[0][0].processEnded(Failure(ProcessDone(0)))
+        self.reactor.spawned[0][0].processExited(Failure(ProcessDone(0)))
         self.assertNoResult(d)
-        self.reactor.spawned[1][0].processEnded(killed(15))
+        self.reactor.spawned[1][0].processExited(killed(15))
         self.assertIsNone(self.successResultOf(d))
         self.reactor.advance(MAX_DELAY)
         self.assertEqual(len(self.reactor.spawned), 2)
@@ -355,9 +381,9 @@ class MasterTests(SynchronousTestCase):
         """A worker waiting for its restart when certlb stops is not started."""
         master = self.master(1)
         for _ in range(2):
-            self.reactor.spawned[-1][0].processEnded(killed())
+            self.reactor.spawned[-1][0].processExited(killed())
             self.reactor.advance(0)
-        self.reactor.spawned[-1][0].processEnded(killed())  # waits 1s
+        self.reactor.spawned[-1][0].processExited(killed())  # waits 1s
         self.assertEqual(master.workers, {})
         self.successResultOf(master.stopService())
         self.reactor.advance(MAX_DELAY)
@@ -373,20 +399,23 @@ class MasterTests(SynchronousTestCase):
         self.assertEqual(process.signals, ["TERM"])
         self.reactor.advance(0.5)
         self.assertEqual(process.signals, ["TERM", "KILL"])
-        self.reactor.spawned[0][0].processEnded(killed())
+        self.reactor.spawned[0][0].processExited(killed())
         self.successResultOf(d)
 
     def test_no_worker_left(self) -> None:
         """Stopping a master whose workers are all dead ends at once."""
         master = self.master(1)
-        self.reactor.spawned[0][0].processEnded(killed())  # a new one is due
+        self.reactor.spawned[0][0].processExited(killed())  # a new one is due
         self.successResultOf(master.stopService())
 
 
 class WorkerSideTests(SynchronousTestCase):
-    def test_load_sources(self) -> None:
-        """A worker builds its configuration from the text the master sent."""
-        config = load_sources([["/nowhere/a.cfg", "global\n    nbproc 2\n"]])
+    def test_load_snapshot(self) -> None:
+        """A worker builds its configuration from the files the master sent,
+        not from the disk."""
+        text = base64.b64encode(b"global\n    nbproc 2\n").decode()
+        message = {"config": ["/nowhere/a.cfg"], "files": {"/nowhere/a.cfg": text}}
+        config = load_snapshot(message)
         self.assertEqual(config.global_.nbproc, 2)
         self.assertEqual(config.files, ("/nowhere/a.cfg",))
 
@@ -434,7 +463,29 @@ class WorkerSideTests(SynchronousTestCase):
         listeners = ListenerService(
             [(bind, "fe", object())], MemoryReactorClock(), ConnectionLimits(None, {})
         )
-        listeners.descriptors = {}
+        listeners.descriptors = []
         e = self.assertRaises(ListenError, listeners.startService)
         self.assertIn("frontend 'fe' cannot listen on 127.0.0.1:8443", str(e))
         self.assertIn("no socket was passed for this address", str(e))
+
+
+class LineTests(SynchronousTestCase):
+    def test_long_line_cut(self) -> None:
+        """A worker's line longer than MAX_LINE is relayed cut, not kept
+        growing in the master."""
+        relayed: list[str] = []
+
+        class Master:
+            reactor = MemoryReactorClock()
+            ever_ready = False
+
+            def relay(self, worker: object, level: object, ns: str, text: str) -> None:
+                relayed.append(text)
+
+        protocol = WorkerProcess(Master(), 1, b"")  # type: ignore[arg-type]
+        for _ in range(20):
+            protocol.childDataReceived(2, b"x" * 8192)
+        protocol.childDataReceived(2, b"end\n")
+        self.assertTrue(relayed[0].endswith(" [cut]"))
+        self.assertTrue(relayed[-1].endswith("end"))
+        self.assertLessEqual(max(map(len, relayed)), MAX_LINE + len(" [cut]"))

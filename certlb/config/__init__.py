@@ -15,6 +15,7 @@ from certlb.config.checker import check
 from certlb.config.errors import ERROR, ConfigError, Location, Problem
 from certlb.config.model import Config
 from certlb.config.parser import parse
+from certlb.config.sources import read_bytes
 
 __all__ = [
     "Config",
@@ -45,8 +46,9 @@ def check_config(
     problems: list[Problem] = []
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as f:
-                sources.append((path, f.read()))
+            text = read_bytes(path).decode("utf-8")
+            # Line ends as Python's text files read them ("universal newlines").
+            sources.append((path, text.replace("\r\n", "\n").replace("\r", "\n")))
         except UnicodeDecodeError as e:
             problems.append(
                 Problem(Location(path, 0), f"configuration file is not UTF-8 text: {e}")

@@ -27,6 +27,7 @@ from certlb.config.model import (
     RequestRule,
     Return,
 )
+from certlb.config.sources import read_bytes
 from certlb.rules.acl import acls_by_name, compile_condition
 from certlb.rules.interfaces import ICondition, IRequestAction, IRequestContext
 from certlb.rules.logformat import compile_log_format, header_value
@@ -305,8 +306,7 @@ def _compile_return(rule: Return) -> ReturnAction:
     body: Text | bytes = b""
     if rule.file is not None:
         try:
-            with open(rule.file, "rb") as f:
-                data = f.read()
+            data = read_bytes(rule.file)
         except OSError as e:
             raise RuleError(
                 rule.location, f"'http-request return' file {rule.file!r}: {e.strerror}"

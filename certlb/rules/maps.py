@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 from zope.interface import implementer
 
+from certlb.config.sources import read_bytes
 from certlb.rules.files import config_path
 from certlb.rules.interfaces import IConverter
 
@@ -52,8 +53,7 @@ def read_map(path: str) -> list[tuple[int, str, str]]:
     @raise ValueError: the file cannot be read; the message says why.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(path)
     except OSError as e:
         raise ValueError(f"cannot read map file {path}: {e.strerror}") from None
     entries = []

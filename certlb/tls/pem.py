@@ -15,6 +15,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from certlb.config.sources import read_bytes
+
 _KEY_BLOCK = re.compile(
     rb"-----BEGIN ((?:RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY)-----.*?"
     rb"-----END \1-----",
@@ -37,8 +39,7 @@ class KeyPair:
 
 def _read(path: str, what: str) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_bytes(path)
     except FileNotFoundError:
         raise PemError(f"{what} {path!r} does not exist") from None
     except IsADirectoryError:
