@@ -13,16 +13,8 @@ from twisted.internet import task
 
 from tests.e2e import E2ETestCase, TwistdProcess, curl, reactor, spawn_twistd
 from tests.helpers import write_config
+from tests.test_e2e_process import SIMPLE
 
-SIMPLE = """\
-    frontend fe
-     mode http
-     bind 127.0.0.1:{port} ssl crt ./server.pem ca-file ./ca.crt verify optional
-     default_backend be
-    backend be
-     mode http
-     server s1 127.0.0.1:{backend}
-"""
 LISTENING = rb"\[certlb\.workers#info\] frontend fe listening on 127\.0\.0\.1:(\d+)"
 
 
