@@ -25,7 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from certlb import tap
-from certlb.config import parse_config
+from certlb.config import check_config, parse_config
 from certlb.config.model import Bind, Config, Global
 from certlb.proxy.limits import ConnectionLimits
 from certlb.service import CertlbService, ListenError, ListenerService
@@ -489,3 +489,14 @@ class LineTests(SynchronousTestCase):
         self.assertTrue(relayed[0].endswith(" [cut]"))
         self.assertTrue(relayed[-1].endswith("end"))
         self.assertLessEqual(max(map(len, relayed)), MAX_LINE + len(" [cut]"))
+
+
+class ExampleTests(SynchronousTestCase):
+    def test_etc_workers(self) -> None:
+        """etc/workers.cfg is valid and asks for two workers."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "etc", "workers.cfg"), encoding="utf-8") as f:
+            path = write_config(self, f.read(), "workers.cfg")
+        config, problems = check_config([path])
+        self.assertEqual(problems, [])
+        self.assertEqual(config.global_.nbproc, 2)
