@@ -389,8 +389,9 @@ class DebugRulesTests(ProxyTestCase):
         ]
 
     def test_debug_rules(self) -> None:
-        """With tracing on, a request's trace is logged at debug level, with
-        the frontend's name and the request line, and not sent to the client."""
+        """With tracing on, a request's trace (its rules, its backend, the
+        server picked) is logged at debug level, with the frontend's name and
+        the request line, and not sent to the client."""
         config, _ = parse_config(textwrap.dedent(self.config_text), "t.cfg", {})
         enable_tracing(config, self.frontends)
         client = self.connect_client(WITH_CERT)
@@ -403,6 +404,8 @@ class DebugRulesTests(ProxyTestCase):
                 "condition true, chosen",
                 "frontend fe: GET /x HTTP/1.1:     { ssl_fc_has_crt } (t.cfg:4): true "
                 "(ssl_fc_has_crt is true)",
+                "frontend fe: GET /x HTTP/1.1: server sharepoint/srv1: picked by the "
+                "balancer among 2",
             ],
         )
         self.assertNotIn(b"use_backend", client.received())

@@ -266,18 +266,25 @@ class Exchange:
         if not backend.tier():
             self._error(503, f"backend '{backend.name}' has no server available", "SC")
             return
+        trace = self.context.trace if self.context is not None else None
         sticky = self._sticky_server() if avoid is None else None
         if sticky is not None:
+            if trace is not None:
+                trace(f"server {sticky.label}: chosen (its stick table entry)")
             self._take(sticky)
             self._connect(fresh=False)
             return
         free = backend.free()
         if not free:
+            if trace is not None:
+                trace(f"backend {backend.name}: no server has a free slot: queued")
             self._wait()
             return
         if avoid is not None and len(free) > 1:
             free = [s for s in free if s is not avoid] or free
         server = backend.balancer.pick(self.context, free)
+        if trace is not None:
+            trace(f"server {server.label}: picked by the balancer among {len(free)}")
         self._take(server)
         if pause and server is avoid:
             self._turn_around()
