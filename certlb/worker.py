@@ -15,7 +15,6 @@ end-of-file (the master is gone).
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import signal
@@ -47,9 +46,9 @@ log = Logger(namespace="certlb.worker")
 
 def read_message(fd: int = 0) -> dict[str, Any]:
     """The master's line of JSON, read before anything else."""
-    data = b""
+    data = bytearray()
     while not data.endswith(b"\n"):
-        chunk = os.read(fd, 65536)
+        chunk = os.read(fd, 1 << 20)
         if not chunk:
             raise SystemExit("certlb.worker: no message from the master on stdin")
         data += chunk
@@ -65,7 +64,7 @@ def load_snapshot(message: dict[str, Any]) -> Config:
     @raise ConfigError: as L{load_config}.
     """
     use_snapshot(
-        {path: base64.b64decode(data) for path, data in message["files"].items()}
+        {path: base64.b64decode(data) for path, data in message.pop("files").items()}
     )
     return load_config(*message["config"])
 
@@ -130,7 +129,10 @@ class Worker:
         self.reactor = reactor
         self.number = int(message["worker"])
         self.config = load_snapshot(message)
-        self.service: Any = make_service(self.config, reactor)
+        try:
+            self.service: Any = make_service(self.config, reactor)
+        finally:
+            use_snapshot(None)  # read; not kept for the life of the worker
         self.service.listeners.descriptors = [int(fd) for fd in message["sockets"]]
         if message.get("debug_rules"):
             from certlb.rules.trace import enable_tracing
@@ -141,7 +143,9 @@ class Worker:
 
     def start(self) -> None:
         for name in ("SIGTERM", "SIGINT"):
-            signal.signal(getattr(signal, name), self._signalled)
+            number = getattr(signal, name)
+            if signal.getsignal(number) is not signal.SIG_IGN:  # as twistd
+                signal.signal(number, self._signalled)
         for name in ("SIGHUP", "SIGUSR1", "SIGUSR2"):  # the master's business
             signal.signal(getattr(signal, name), signal.SIG_IGN)
         self.reactor.addReader(MasterPipe(0, self._master_gone))
@@ -183,10 +187,6 @@ class Worker:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run a worker: the master's message from descriptor 0, logs to 1."""
-    # Signals from a terminal (Ctrl-C) go to the master, which stops the
-    # workers in order; not to the workers directly.
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
     message = read_message(0)
     globalLogBeginner.beginLoggingTo([ToMaster(1)], redirectStandardIO=True)
     from twisted.internet import reactor

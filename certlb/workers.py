@@ -140,6 +140,7 @@ class WorkerProcess(ProcessProtocol):
         # Written once and kept open: its end-of-file tells the worker that
         # the master is gone.
         self.transport.writeToChild(0, self.message)
+        self.message = b""
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         buffer = self._buffers.get(childFD)
@@ -332,7 +333,10 @@ class WorkersService(Service):
             )
             self._check_stopped()
             return
-        if not worker.ready and not self.ever_ready:
+        # A worker that exits with an error before it serves (not one
+        # killed by a signal) says the start-up itself fails.
+        failed = getattr(reason.value, "exitCode", None) not in (None, 0)
+        if failed and not worker.ready and not self.ever_ready:
             self._never_ready.add(worker.number)
             if len(self._never_ready) >= self.count:
                 log.critical(

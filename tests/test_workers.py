@@ -27,8 +27,11 @@ from zope.interface.verify import verifyObject
 from certlb import tap
 from certlb.config import check_config, parse_config
 from certlb.config.model import Bind, Config, Global
+from certlb.config.sources import read_bytes, recording, use_snapshot
 from certlb.proxy.limits import ConnectionLimits
 from certlb.service import CertlbService, ListenError, ListenerService
+from certlb.tls.client import build_client_context
+from certlb.tls.server import build_context
 from certlb.worker import MasterPipe, ToMaster, load_snapshot
 from certlb.workers import (
     KILL_MARGIN,
@@ -40,7 +43,7 @@ from certlb.workers import (
     describe_end,
     restart_delay,
 )
-from tests.helpers import write_config
+from tests.helpers import pki_files, write_config
 
 SERVED = """\
 frontend fe
@@ -261,12 +264,22 @@ class MasterTests(SynchronousTestCase):
         the master says so and stops, rather than hold the sockets and
         restart workers forever."""
         master = self.master(2, ready=False)
-        self.reactor.spawned[0][0].processExited(Failure(ProcessDone(1)))
+        self.reactor.spawned[0][0].processExited(Failure(ProcessTerminated(exitCode=1)))
         self.assertFalse(self.reactor.hasStopped)
-        self.reactor.spawned[1][0].processExited(Failure(ProcessDone(1)))
+        self.reactor.spawned[1][0].processExited(Failure(ProcessTerminated(exitCode=1)))
         self.assertTrue(self.reactor.hasStopped)
         self.assertIn("no worker could start", self.messages()[-1])
         self.assertEqual(master.workers, {})
+
+    def test_killed_workers_are_not_a_failed_start(self) -> None:
+        """Workers killed by a signal before they serve (an operator, the
+        OOM killer) are replaced: only errors say the start-up fails."""
+        self.master(2, ready=False)
+        self.reactor.spawned[0][0].processExited(killed())
+        self.reactor.spawned[1][0].processExited(killed())
+        self.assertFalse(self.reactor.hasStopped)
+        self.reactor.advance(0)
+        self.assertEqual(len(self.reactor.spawned), 4)
 
     def messages(self) -> list[str]:
         return [formatEvent(e) for e in self.events]
@@ -500,3 +513,48 @@ class ExampleTests(SynchronousTestCase):
         config, problems = check_config([path])
         self.assertEqual(problems, [])
         self.assertEqual(config.global_.nbproc, 2)
+
+
+class SnapshotTests(SynchronousTestCase):
+    def test_recorded_once(self) -> None:
+        """While recording, a file read twice gives what it gave first, so
+        that what the master checks is what its workers get."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"first")
+        with recording() as files:
+            self.assertEqual(read_bytes(path), b"first")
+            with open(path, "wb") as f:
+                f.write(b"second")
+            self.assertEqual(read_bytes(path), b"first")
+        self.assertEqual(list(files.values()), [b"first"])
+        self.assertEqual(read_bytes(path), b"second")
+
+    def test_snapshot_then_disk(self) -> None:
+        """A worker reads the master's contents, then the disk's again once
+        its service is built (use_snapshot(None))."""
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"disk")
+        with recording() as files:
+            read_bytes(path)
+        files = {name: b"master" for name in files}
+        use_snapshot(files)
+        self.addCleanup(use_snapshot, None)
+        self.assertEqual(read_bytes(path), b"master")
+        use_snapshot(None)
+        self.assertEqual(read_bytes(path), b"disk")
+
+    def test_tls_files_from_the_snapshot(self) -> None:
+        """Certificates, keys and CAs (for clients and for servers) come from
+        the snapshot: a worker needs no right to read them on the disk."""
+        pki = pki_files()
+        names = {"server.pem": "/nowhere/server.pem", "ca.crt": "/nowhere/ca.crt"}
+        snapshot = {}
+        for name, fake in names.items():
+            with open(pki[name], "rb") as f:
+                snapshot[fake] = f.read()
+        use_snapshot(snapshot)
+        self.addCleanup(use_snapshot, None)
+        build_context("/nowhere/server.pem", "/nowhere/ca.crt", "required", b"t")
+        build_client_context(True, "/nowhere/ca.crt")

@@ -28,8 +28,14 @@ def read_bytes(path: str) -> bytes:
 
     @raise OSError: as C{open} does.
     """
-    key = os.path.abspath(path)
+    # The path as given, made absolute without resolving '..' or links: a
+    # worker runs in the master's directory and is given the same names.
+    key = os.path.join(os.getcwd(), path)
     data = _snapshot.get(key)
+    if data is None and _recorded:
+        # A file read twice while recording is the same both times: what
+        # the master checks is what its workers are given.
+        data = _recorded[0].get(key)
     if data is None:
         with open(path, "rb") as f:
             data = f.read()
@@ -50,6 +56,8 @@ def recording() -> Iterator[dict[str, bytes]]:
         _recorded.remove(files)
 
 
-def use_snapshot(files: Mapping[str, bytes]) -> None:
-    """From now on, read these files' contents rather than the disk's."""
-    _snapshot.update((os.path.abspath(path), data) for path, data in files.items())
+def use_snapshot(files: Mapping[str, bytes] | None) -> None:
+    """From now on, read these files' contents rather than the disk's (by
+    the names L{recording} gave them); C{None}: the disk's again."""
+    _snapshot.clear()
+    _snapshot.update(files or {})

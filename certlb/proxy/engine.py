@@ -249,6 +249,8 @@ class Exchange:
                 context, self.engine.reactor.seconds()
             )
         if backend.waiting and backend.tier():
+            if context.trace is not None:
+                context.trace(f"backend {backend.name}: queued behind others waiting")
             self._wait()  # behind those already waiting
         else:
             self._assign()

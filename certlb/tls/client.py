@@ -29,7 +29,7 @@ from certlb.config.model import Server
 from certlb.rules.interfaces import IRequestContext
 from certlb.tls.names import ServerName, compile_sni, is_address, name_mismatch
 from certlb.tls.pem import load_key_pair
-from certlb.tls.server import CIPHERS, check_crls
+from certlb.tls.server import CIPHERS, check_crls, trust
 from certlb.tls.verify_codes import VERIFY_CODES
 
 log = Logger()
@@ -120,7 +120,7 @@ def build_client_context(
         context.set_verify(SSL.VERIFY_NONE)
         return context
     assert ca_file is not None, "verify needs a ca-file (the checker says so)"
-    context.load_verify_locations(ca_file)
+    trust(context, ca_file)
     if crl_file is not None:
         check_crls(context, crl_file)
     context.set_verify(SSL.VERIFY_PEER, _verify_callback)  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ import hashlib
 from typing import Any
 
 import attrs
+from cryptography import x509
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
@@ -153,8 +154,7 @@ def build_context(
     context.set_timeout(SESSION_TIMEOUT)
     if verify != "none":
         assert ca_file is not None, "verify needs a ca-file (the checker says so)"
-        authorities = load_ca_certificates(ca_file)
-        context.load_verify_locations(ca_file)
+        authorities = trust(context, ca_file)
         context.set_client_ca_list(
             [crypto.X509.from_cryptography(ca).get_subject() for ca in authorities]
         )
@@ -203,6 +203,20 @@ class ServerTLS:
         return RecordingConnection(
             self.context, VerifyRecord(self.policy, sessions=self.sessions)
         )
+
+
+def trust(context: SSL.Context, ca_file: str) -> list[x509.Certificate]:
+    """Make C{context} trust the CAs of C{ca_file} (read as every file a
+    configuration names is: see L{certlb.config.sources}); return them.
+
+    @raise PemError: the file holds no certificate, or cannot be read.
+    """
+    authorities = load_ca_certificates(ca_file)
+    store = context.get_cert_store()
+    assert store is not None
+    for authority in authorities:
+        store.add_cert(crypto.X509.from_cryptography(authority))
+    return authorities
 
 
 def check_crls(context: SSL.Context, crl_file: str) -> None:
