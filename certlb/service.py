@@ -44,6 +44,14 @@ log = Logger()
 class ListenError(Exception):
     """A frontend could not listen on one of its addresses; nothing was started."""
 
+    @classmethod
+    def at(cls, frontend: str, bind: Bind, why: str) -> ListenError:
+        """The error of C{frontend}'s C{bind}, naming its line."""
+        return cls(
+            f"frontend '{frontend}' cannot listen on {bind.address} "
+            f"({bind.location}): {why}"
+        )
+
 
 class ListenerService(Service):
     """Listens on every bind of every frontend, all or none.
@@ -91,10 +99,7 @@ class ListenerService(Service):
                 for _, _, started in opened:
                     started.stopListening()
                 why = getattr(e.socketError, "strerror", None) or str(e.socketError)
-                raise ListenError(
-                    f"frontend '{frontend}' cannot listen on {bind.address} "
-                    f"({bind.location}): {why}"
-                ) from None
+                raise ListenError.at(frontend, bind, why) from None
             opened.append((frontend, bind, port))
             self.limits.add_port(frontend, port)
         self.ports = opened

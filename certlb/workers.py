@@ -94,9 +94,8 @@ def open_sockets(config: Config) -> list[tuple[str, Bind, socket.socket]]:
                 sock.close()
                 for _, _, other in opened:
                     other.close()
-                raise ListenError(
-                    f"frontend '{frontend.name}' cannot listen on {bind.address} "
-                    f"({bind.location}): {e.strerror or e}"
+                raise ListenError.at(
+                    frontend.name, bind, e.strerror or str(e)
                 ) from None
             opened.append((frontend.name, bind, sock))
     return opened

@@ -40,22 +40,14 @@ def server_check(
     """The check of a server: a plugin's (C{option NAME}) or certlb's own."""
     if backend.plugin_check is None:
         return connect_check(spec, backend, reactor, tls)
-    over_tls = spec.check_ssl or spec.ssl
-    if over_tls and tls is None:
-        tls = UpstreamTLS.for_server(spec)
-    timeouts = backend.spec.timeouts
-    total = (
-        spec.inter
-        if timeouts.check is None
-        else (timeouts.check + min(spec.inter, timeouts.connect or spec.inter))
-    )
+    plan = _CheckPlan.of(spec, backend, tls)
     target = CheckTarget(
         f"{backend.name}/{spec.name}",
-        spec.check_addr or spec.host,
-        spec.check_port or spec.port,
-        total / 1000,
+        plan.host,
+        plan.port,
+        plan.connect_timeout + (plan.read_timeout or 0),
         reactor,
-        tls.connector(tls.check_sni) if over_tls and tls is not None else None,
+        plan.tls.connector(plan.tls.check_sni) if plan.tls is not None else None,
     )
     use = backend.spec.plugin_check
     assert use is not None
@@ -76,13 +68,9 @@ def server_check(
     return check
 
 
-def connect_check(
-    spec: Server,
-    backend: BackendRuntime,
-    reactor: Any,
-    tls: UpstreamTLS | None = None,
-) -> ConnectCheck:
-    """The check C{spec} and its backend describe.
+@attrs.frozen
+class _CheckPlan:
+    """Where a server's checks go, over what, and how long they may take.
 
     Without C{timeout check}, a check may take C{inter} in all; with it, the
     connection may take C{timeout connect} (at most C{inter}) and the
@@ -90,22 +78,57 @@ def connect_check(
     C{check-ssl}, and for a server with C{ssl} unless they go elsewhere
     (C{addr}, C{port}), with the server's TLS settings (C{tls}, built from
     C{spec} when not given).
+
+    @ivar tls: the TLS settings when the checks go over TLS, else None.
     """
-    timeouts = backend.spec.timeouts
-    timeout = min(spec.inter, timeouts.connect or spec.inter)
-    elsewhere = spec.check_port is not None or spec.check_addr is not None
-    over_tls = spec.check_ssl or (spec.ssl and not elsewhere)
-    if over_tls and tls is None:
-        tls = UpstreamTLS.for_server(spec)
+
+    host: str
+    port: int
+    connect_timeout: float
+    read_timeout: float | None
+    tls: UpstreamTLS | None
+
+    @classmethod
+    def of(
+        cls, spec: Server, backend: BackendRuntime, tls: UpstreamTLS | None
+    ) -> _CheckPlan:
+        timeouts = backend.spec.timeouts
+        elsewhere = spec.check_port is not None or spec.check_addr is not None
+        over_tls = spec.check_ssl or (spec.ssl and not elsewhere)
+        if over_tls and tls is None:
+            tls = UpstreamTLS.for_server(spec)
+        if timeouts.check is None:
+            connect, read = spec.inter / 1000, None
+        else:
+            connect = min(spec.inter, timeouts.connect or spec.inter) / 1000
+            read = timeouts.check / 1000
+        return cls(
+            spec.check_addr or spec.host,
+            spec.check_port or spec.port,
+            connect,
+            read,
+            tls if over_tls else None,
+        )
+
+
+def connect_check(
+    spec: Server,
+    backend: BackendRuntime,
+    reactor: Any,
+    tls: UpstreamTLS | None = None,
+) -> ConnectCheck:
+    """The TCP, TLS or HTTP check C{spec} and its backend describe (see
+    L{_CheckPlan} for where it goes and how long it may take)."""
+    plan = _CheckPlan.of(spec, backend, tls)
     return ConnectCheck(
         reactor,
-        spec.check_addr or spec.host,
-        spec.check_port or spec.port,
-        timeout=spec.inter / 1000 if timeouts.check is None else timeout / 1000,
-        read_timeout=None if timeouts.check is None else timeouts.check / 1000,
+        plan.host,
+        plan.port,
+        timeout=plan.connect_timeout,
+        read_timeout=plan.read_timeout,
         http=backend.spec.http_check,
-        tls=over_tls,
-        client_tls=tls if over_tls else None,
+        tls=plan.tls is not None,
+        client_tls=plan.tls,
     )
 
 

@@ -37,6 +37,7 @@ from certlb.proxy.stick import Stickiness
 from certlb.proxy.upstream import ConnectionPool, UpstreamConnection, UpstreamError
 from certlb.rules.actions import LocalResponse, encode_text
 from certlb.rules.context import ConnectionInfo, RequestContext
+from certlb.rules.pending import ActionFailed
 from certlb.rules.record import RequestRecord
 
 log = Logger()
@@ -201,8 +202,6 @@ class Exchange:
             self._pending = None
             if self._done:
                 return  # the client went away, and the action was cancelled
-            from certlb.rules.pending import ActionFailed
-
             error = failure.value
             if not isinstance(error, ActionFailed):
                 self._bug(failure)

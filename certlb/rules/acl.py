@@ -85,7 +85,9 @@ def compile_sample(expression: SampleExpression, in_acl: bool) -> CompiledSample
     function = _plugin_call(
         fetch.compile, expression, f"fetch '{name}'", registry.origin("fetch", name)
     )
-    if fetch.scope == "connection":
+    if fetch.scope == "connection" and fetch is not BUILTIN.fetches.get(name):
+        # certlb's own read the connection's certificate facts, which are
+        # worked out once per connection already.
         function = _per_connection(function, bool(fetch.multiple))
     output: str = fetch.output
     steps: list[Convert] = []
