@@ -34,9 +34,11 @@ from certlb.proxy.runtime import (
     build_backends,
     build_runtime,
 )
+from certlb.tls import transport
 from certlb.tls.pem import PemError
 from certlb.tls.server import ServerTLS
 from certlb.tls.state import ClientCertState, VerifyPolicy
+from certlb.tls.transport import TLSPort
 
 log = Logger()
 
@@ -61,6 +63,12 @@ class ListenerService(Service):
     the service is started directly.  If one address cannot be bound, the
     ports already opened are closed again and L{ListenError} is raised.
 
+    Each listener is C{(bind, frontend name, factory, tls)}: with C{tls}, a
+    L{ServerTLS}, its connections speak TLS, run by OpenSSL on the socket
+    (L{certlb.tls.transport}) on Twisted's POSIX reactors and by Twisted's
+    L{TLSMemoryBIOFactory} on others.  Every factory is wrapped in the
+    connection limits, outside TLS.
+
     @ivar descriptors: listening sockets opened by another process (a
         worker's master, see L{certlb.workers}), one per bind in the order of
         the configuration: when it is not C{None}, each bind adopts its
@@ -72,7 +80,7 @@ class ListenerService(Service):
 
     def __init__(
         self,
-        listeners: list[tuple[Bind, str, Any]],
+        listeners: list[tuple[Bind, str, Any, ServerTLS | None]],
         reactor: Any,
         limits: ConnectionLimits,
     ) -> None:
@@ -92,9 +100,9 @@ class ListenerService(Service):
 
     def _listen(self) -> None:
         opened: list[tuple[str, Bind, Any]] = []
-        for index, (bind, frontend, factory) in enumerate(self.listeners):
+        for index, (bind, frontend, factory, tls) in enumerate(self.listeners):
             try:
-                port = self._open(index, bind, factory)
+                port = self._open(index, bind, frontend, factory, tls)
             except CannotListenError as e:
                 for _, _, started in opened:
                     started.stopListening()
@@ -112,8 +120,16 @@ class ListenerService(Service):
                 port=address.port,
             )
 
-    def _open(self, index: int, bind: Bind, factory: Any) -> Any:
+    def _open(
+        self, index: int, bind: Bind, frontend: str, factory: Any, tls: Any
+    ) -> Any:
+        on_socket = tls is not None and transport.supported(self.reactor)
+        if tls is not None and not on_socket:
+            factory = TLSMemoryBIOFactory(tls, False, factory)
+        factory = LimitedFactory(self.limits, frontend, factory)
         if self.descriptors is None:
+            if on_socket:
+                return TLSPort.listen(self.reactor, bind.port, factory, tls, bind.host)
             return self.reactor.listenTCP(bind.port, factory, interface=bind.host)
         if index >= len(self.descriptors):
             raise CannotListenError(
@@ -123,6 +139,10 @@ class ListenerService(Service):
             # The port keeps a duplicate of the descriptor; ours is closed.
             with socket.socket(fileno=self.descriptors[index]) as passed:
                 passed.setblocking(False)
+                if on_socket:
+                    return TLSPort.adopt(
+                        self.reactor, passed.fileno(), passed.family, factory, tls
+                    )
                 return self.reactor.adoptStreamPort(
                     passed.fileno(), passed.family, factory
                 )
@@ -223,14 +243,8 @@ class CertlbService(MultiService):
             )
             self.factories[frontend.name] = factory
             for bind in frontend.binds:
-                if bind.ssl:
-                    factory_for_bind = TLSMemoryBIOFactory(
-                        _server_tls(bind, frontend.name), False, factory
-                    )
-                else:
-                    factory_for_bind = factory
-                limited = LimitedFactory(self.limits, frontend.name, factory_for_bind)
-                listeners.append((bind, frontend.name, limited))
+                tls = _server_tls(bind, frontend.name) if bind.ssl else None
+                listeners.append((bind, frontend.name, factory, tls))
         self.health = HealthCheckService(self.backends.values(), reactor)
         self.health.setServiceParent(self)
         self.listeners = ListenerService(listeners, reactor, self.limits)

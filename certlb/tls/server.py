@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import socket
 from typing import Any
 
 import attrs
@@ -101,8 +102,13 @@ class RecordingConnection(SSL.Connection):
     (Twisted keeps the connection's app data for itself.)
     """
 
-    def __init__(self, context: SSL.Context, record: VerifyRecord) -> None:
-        super().__init__(context, None)
+    def __init__(
+        self,
+        context: SSL.Context,
+        record: VerifyRecord,
+        sock: socket.socket | None = None,
+    ) -> None:
+        super().__init__(context, sock)
         self.verify_record = record
 
 
@@ -199,9 +205,13 @@ class ServerTLS:
         context = build_context(crt, ca_file, verify, session_id, crl_file)
         return cls(context, policy or VerifyPolicy())
 
-    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+    def serverConnectionForTLS(
+        self, tlsProtocol: object, sock: socket.socket | None = None
+    ) -> SSL.Connection:
+        """A connection over memory buffers (Twisted's TLS), or on C{sock}
+        (L{certlb.tls.transport.TLSServer})."""
         return RecordingConnection(
-            self.context, VerifyRecord(self.policy, sessions=self.sessions)
+            self.context, VerifyRecord(self.policy, sessions=self.sessions), sock
         )
 
 
