@@ -109,6 +109,9 @@ class WorkersTests(E2ETestCase):
         self.assertIn("Server Shut Down.", output)
         self.assertNotIn("Traceback", output)
         with socket.socket() as s:  # the port was released
+            # (as any server would bind it: certlb's closed connections may
+            # still be in TIME_WAIT)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
 
     async def test_master_killed(self) -> None:

@@ -214,6 +214,7 @@ class HTTPChannel(Protocol):
         self._draining = False
         self._idle_since = 0.0  # accepted, or the last response ended
         self._began = 0.0  # the first byte of the request head being read
+        self._held: list[bytes] = []  # the response's bytes not yet written
 
     # -- connection --------------------------------------------------------
 
@@ -641,7 +642,9 @@ class HTTPChannel(Protocol):
         assert transport is not None
         data = serialize_head(b"HTTP/1.1 %d %s" % (status, reason), headers)
         exchange.record.bytes_out += len(data)
-        transport.write(data)
+        # Held until the end of the server's read (flush), or of the
+        # response: a small response goes out in one write, one TLS record.
+        self._held.append(data)
         transport.registerProducer(_UpstreamProducer(self, exchange), True)
 
     def send_data(self, data: bytes) -> None:
@@ -650,10 +653,15 @@ class HTTPChannel(Protocol):
         if self._framing == CHUNKED:
             size = b"%x\r\n" % len(data)
             self._sent(len(size) + len(data) + 2)
-            self.transport.writeSequence([size, data, b"\r\n"])
+            self._held += (size, data, b"\r\n")
         else:
             self._sent(len(data))
-            self.transport.write(data)
+            self._held.append(data)
+
+    def flush(self) -> None:
+        held, self._held = self._held, []
+        if held and not self._closing:
+            self.transport.write(b"".join(held))
 
     def _sent(self, size: int) -> None:
         if self._current is not None:
@@ -665,7 +673,8 @@ class HTTPChannel(Protocol):
             return
         if self._framing == CHUNKED:
             self._sent(len(LAST_CHUNK))
-            self.transport.write(LAST_CHUNK)
+            self._held.append(LAST_CHUNK)
+        self.flush()
         self.transport.unregisterProducer()
         self._finished()
 

@@ -62,6 +62,11 @@ class Downstream(Protocol):
     ) -> None: ...
     def send_data(self, data: bytes) -> None: ...
     def send_end(self) -> None: ...
+    def flush(self) -> None:
+        """Send what C{send_head} and C{send_data} may have held back, to
+        write a response in one piece when it all came in one read."""
+        ...
+
     def send_local(self, response: LocalResponse, exchange: Exchange) -> None: ...
     def abort_response(self) -> None: ...
     def counts(self) -> tuple[int, int]:
@@ -177,12 +182,13 @@ class Exchange:
             return
         drop_connection_named(head)
         self.context = context = self._new_context()
-        for name in self.frontend.forged:
-            context.remove_headers(name)  # no client may forge an identity
-        if not vouched(self.connection.tls):
-            # Only a proxy before certlb that proved itself with a valid
-            # certificate may pass X-Forwarded-Client-Cert on, as in Envoy.
-            context.remove_headers(XFCC)
+        # No client may forge an identity; only a proxy before certlb that
+        # proved itself with a valid certificate may pass
+        # X-Forwarded-Client-Cert on, as in Envoy.
+        forged = self.frontend.forged
+        context.remove_headers(
+            *forged if vouched(self.connection.tls) else (*forged, XFCC)
+        )
         self._then(self.frontend.rules.apply(context), self._frontend_ruled)
 
     def _then(self, outcome: Any, then: Callable[[LocalResponse | None], None]) -> None:
@@ -414,6 +420,11 @@ class Exchange:
     def _connect(self, fresh: bool) -> None:
         self._timer = None
         assert self.server is not None and self.backend is not None
+        if not fresh and self.server.tls is None:
+            idle = self.engine.pool.take_idle(self.server.host, self.server.port)
+            if idle is not None:
+                self._connected(idle)
+                return
         d = self.engine.pool.acquire(
             self.server.host,
             self.server.port,
@@ -602,6 +613,10 @@ class Exchange:
     def response_data(self, data: bytes) -> None:
         if not self._done:
             self.downstream.send_data(data)
+
+    def response_read_done(self) -> None:
+        if not self._done:
+            self.downstream.flush()
 
     def response_end(self) -> None:
         if self._done:

@@ -153,6 +153,9 @@ class _RequestDownstream:
             self.request.unregisterProducer()
             self.request.finish()
 
+    def flush(self) -> None:
+        pass  # twisted.web's request writes as it is given.
+
     def send_local(self, response: LocalResponse, exchange: Exchange | None) -> None:
         if self.gone:
             return

@@ -95,6 +95,11 @@ class ResponseHandler(TypingProtocol):
     ) -> None: ...
     def response_data(self, data: bytes) -> None: ...
     def response_end(self) -> None: ...
+    def response_read_done(self) -> None:
+        """What the server sent in one read has been reported (the response
+        goes on): what was held back to be sent at once may go now."""
+        ...
+
     def response_failed(
         self, failure: UpstreamError, connection: UpstreamConnection
     ) -> None: ...
@@ -362,6 +367,8 @@ class UpstreamConnection(Protocol):
             if ended is not None:
                 self.pool.release(self)
                 ended.response_end()
+            elif self._head_received and self.handler is not None:
+                self.handler.response_read_done()
 
     def on_message_begin(self) -> None:
         self._guard.progress += 1
@@ -561,14 +568,9 @@ class ConnectionPool:
             except Exception:
                 return fail()
         key: Hashable = (host, port) if tls is None else (host, port, tls, sni)
-        idle = self._idle.get(key)
-        while idle and not fresh:
-            connection = idle.pop()
-            if not idle:
-                del self._idle[key]
-            if connection.reusable and not connection.transport.disconnecting:
-                connection._cancel_idle()
-                return succeed(connection)
+        connection = None if fresh else self._take_idle(key)
+        if connection is not None:
+            return succeed(connection)
         endpoint = client_endpoint(self.reactor, host, port, connect_timeout)
         factory: Any = _UpstreamFactory(self, key, tls is not None, connect_timeout)
         if tls is not None:
@@ -580,6 +582,22 @@ class ConnectionPool:
         if tls is not None:
             d.addCallback(_handshake)
         return d
+
+    def take_idle(self, host: str, port: int) -> UpstreamConnection | None:
+        """An idle connection to the plain-TCP server C{host:port}, if any
+        (what L{acquire} would give at once, without a Deferred)."""
+        return self._take_idle((host, port))
+
+    def _take_idle(self, key: Hashable) -> UpstreamConnection | None:
+        idle = self._idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if not idle:
+                del self._idle[key]
+            if connection.reusable and not connection.transport.disconnecting:
+                connection._cancel_idle()
+                return connection
+        return None
 
     def release(self, connection: UpstreamConnection) -> None:
         """Take back a connection whose exchange is over; keep it if it can

@@ -76,13 +76,15 @@ class RequestContext:
         self.headers.append((name, value))
         self.headers_changed = True
 
-    def remove_headers(self, name: str) -> None:
-        """Remove every header called C{name}, in any case, and those whose
-        names differ from it only by '_' for '-': CGI and WSGI servers take
+    def remove_headers(self, *names: str) -> None:
+        """Remove every header called one of C{names}, in any case, and those
+        whose names differ from it only by '_' for '-': CGI and WSGI servers take
         X_Ssl_Error for X-Ssl-Error, so a client must not slip one past a
         rule that replaces or removes the other."""
-        wanted = _normal(name)
-        kept = [(n, v) for n, v in self.headers if _normal(n) != wanted]
+        if not names:
+            return
+        wanted = {_normal(name) for name in names}
+        kept = [(n, v) for n, v in self.headers if _normal(n) not in wanted]
         if len(kept) != len(self.headers):
             self.headers[:] = kept
             self.headers_changed = True

@@ -79,8 +79,8 @@ class IRequestContext(Interface):
     def add_header(name, value):  # type: ignore[no-untyped-def]
         """Add a header after the others: later rules, and the server, see it."""
 
-    def remove_headers(name):  # type: ignore[no-untyped-def]
-        """Remove every header called C{name}, whatever its case."""
+    def remove_headers(*names):  # type: ignore[no-untyped-def]
+        """Remove every header called one of C{names}, whatever its case."""
 
 
 class IFetch(Interface):
