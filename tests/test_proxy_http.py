@@ -241,6 +241,30 @@ class ChannelForwardingTests(ProxyTestCase):
         self.assertTrue(response.endswith(b"2\r\nzz\r\n0\r\n\r\n"), response)
         self.assertFalse(client.transport.aborted)
 
+    def test_response_of_one_read_written_once(self) -> None:
+        """A response that comes in one read of the server goes to the client
+        in one write (one TLS record, one packet)."""
+        client = self.connect_client()
+        writes: list[bytes] = []
+        write = client.transport.write
+
+        def counted(data: bytes) -> None:
+            writes.append(data)
+            write(data)
+
+        client.transport.write = counted  # type: ignore[method-assign]
+        client.get()
+        server = self.accept()
+        server.respond(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        self.assertEqual(len(writes), 1)  # the head is not held past the read
+        server.respond(b"5\r\nhello\r\n0\r\n\r\n")
+        self.assertEqual(writes[1], b"5\r\nhello\r\n0\r\n\r\n")
+        client.get()  # on the same server connection, kept alive
+        server.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        self.assertEqual(self.pending_connections(), [])
+        self.assertEqual(len(writes), 3)
+        self.assertTrue(writes[2].endswith(b"\r\n\r\nok"), writes[2])
+
     def test_http10_request_gets_host(self) -> None:
         """An HTTP/1.0 request without Host is sent on as HTTP/1.1 with the
         server's address as Host."""
