@@ -38,6 +38,7 @@ from certlb.tls import transport
 from certlb.tls.pem import PemError
 from certlb.tls.server import ServerTLS
 from certlb.tls.state import ClientCertState, VerifyPolicy
+from certlb.tls.tickets import TicketKeyRotation
 from certlb.tls.transport import TLSPort
 
 log = Logger()
@@ -249,6 +250,16 @@ class CertlbService(MultiService):
         self.health.setServiceParent(self)
         self.listeners = ListenerService(listeners, reactor, self.limits)
         self.listeners.setServiceParent(self)
+        self.tickets = TicketKeyRotation(
+            (
+                (f"{name} {bind.address}", tls)
+                for bind, name, _, tls in listeners
+                if tls is not None
+            ),
+            config.global_.ticket_key_lifetime / 1000,
+            reactor,
+        )
+        self.tickets.setServiceParent(self)
 
     def connections(self) -> Iterator[ClientConnection]:
         """Each client connection open now, with its certificate state."""

@@ -474,7 +474,9 @@ class WorkerSideTests(SynchronousTestCase):
         naming the frontend and the address."""
         bind = Bind("127.0.0.1", 8443)
         listeners = ListenerService(
-            [(bind, "fe", object(), None)], MemoryReactorClock(), ConnectionLimits(None, {})
+            [(bind, "fe", object(), None)],
+            MemoryReactorClock(),
+            ConnectionLimits(None, {}),
         )
         listeners.descriptors = []
         e = self.assertRaises(ListenError, listeners.startService)

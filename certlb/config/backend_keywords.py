@@ -465,6 +465,21 @@ def hard_stop_after(ctx: Context) -> None:
     ctx.draft.hard_stop_after = _duration(value)
 
 
+def ticket_key_lifetime(ctx: Context) -> None:
+    """C{tune.ssl.ticket-key-lifetime TIME} (global): how often each TLS bind
+    gets new session-ticket keys; 0: never."""
+    value = ctx.arg(1, "a duration, as in 1h, or 0 for never")
+    ctx.no_more(2)
+    lifetime = 0 if value.text == "0" else _duration(value)
+    if 0 < lifetime < 1000:
+        raise SyntaxProblem(
+            value.location,
+            f"{value.text!r}: new ticket keys that often would end most "
+            "sessions before they are resumed; give at least 1s (or 0 for never)",
+        )
+    ctx.draft.ticket_key_lifetime = lifetime
+
+
 MAX_WORKERS = 1024
 
 

@@ -398,6 +398,7 @@ KEYWORDS: dict[str, Keyword] = {
     "nbproc": Keyword("g", backend_keywords.nbproc),
     "nbthread": Keyword("g", backend_keywords.nbproc),
     "plugin-dir": Keyword("g", backend_keywords.plugin_dir),
+    "tune.ssl.ticket-key-lifetime": Keyword("g", backend_keywords.ticket_key_lifetime),
     "maxconn": Keyword("gdfl", _maxconn),
     "timeout": Keyword("dflb", _timeout),
     "option": Keyword("dflb", _option),

@@ -34,6 +34,8 @@ HASHING_ALGORITHMS = ("source", "uri", "url_param", "hdr", "hash")
 HASH_METHODS = ("map-based", "consistent")
 HASH_FUNCTIONS = ("sdbm", "djb2", "crc32", "none")
 ON_ERROR_MODES = ("fastinter", "fail-check", "sudden-death", "mark-down")
+# How often TLS binds get new session-ticket keys, by default: an hour, in ms.
+TICKET_KEY_LIFETIME = 3_600_000
 INIT_STATES = ("fully-up", "up", "down", "fully-down")
 RETRY_ON_EVENTS = (
     "none", "conn-failure", "empty-response", "junk-response", "response-timeout",
@@ -856,6 +858,9 @@ class Global:
     @ivar nbproc: C{nbproc}: how many worker processes C{twistd certlb} runs
         (C{None}: not given, one process and no master; C{--workers}
         overrides it).
+    @ivar ticket_key_lifetime: C{tune.ssl.ticket-key-lifetime}: how often,
+        in milliseconds, each TLS bind gets new session-ticket keys (0:
+        never, they live as long as the process).
     """
 
     maxconn: int | None = attrs.field(default=None, validator=valid.positive_or_none)
@@ -870,6 +875,9 @@ class Global:
         validator=valid.items(str, "a tuple of directory names"),
     )
     nbproc: int | None = attrs.field(default=None, validator=valid.positive_or_none)
+    ticket_key_lifetime: int = attrs.field(
+        default=TICKET_KEY_LIFETIME, validator=valid.integer(0)
+    )
 
 
 @attrs.frozen

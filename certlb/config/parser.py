@@ -68,6 +68,7 @@ class _Reader:
         self.global_maxconn: int | None = None
         self.global_hard_stop_after: int | None = None
         self.global_nbproc: int | None = None
+        self.global_ticket_key_lifetime: int | None = None
         self.global_grace: int | None = None
         self.global_logs: list[LogTarget] = []
         self.plugin_dirs: list[str] = []
@@ -162,6 +163,8 @@ class _Reader:
                 self.global_hard_stop_after = draft.hard_stop_after
             if draft.nbproc is not None:
                 self.global_nbproc = draft.nbproc
+            if draft.ticket_key_lifetime is not None:
+                self.global_ticket_key_lifetime = draft.ticket_key_lifetime
             if draft.grace is not None:
                 self.global_grace = draft.grace
             self.global_logs.extend(draft.logs)
@@ -283,6 +286,11 @@ class _Reader:
                 hard_stop_after=self.global_hard_stop_after,
                 nbproc=self.global_nbproc,
                 grace=self.global_grace,
+                **(
+                    {}
+                    if self.global_ticket_key_lifetime is None
+                    else {"ticket_key_lifetime": self.global_ticket_key_lifetime}
+                ),
                 logs=global_logs,
                 plugin_dirs=tuple(self.plugin_dirs),
             ),

@@ -65,6 +65,7 @@ class Draft:
     stick_rules: list[StickRule] = attrs.Factory(list)
     hard_stop_after: int | None = None
     nbproc: int | None = None  # global 'nbproc' (or 'nbthread')
+    ticket_key_lifetime: int | None = None  # 'tune.ssl.ticket-key-lifetime'
     default_backend: str | None = None
     default_backend_location: Location = NOWHERE
     binds: list[Bind] = attrs.Factory(list)

@@ -11,9 +11,11 @@ connection's session, keeps what the full handshake found in the bind's
 L{SessionOutcomes} and gives it back to the connections that resume it (see
 L{certlb.tls.state}).  Each bind has its own context, so its own session
 cache, session ID context and ticket keys: a session never crosses binds.
-OpenSSL makes the ticket keys, at random, when the bind's context is made,
-and keeps them as long as it lives (pyOpenSSL gives no way to set or rotate
-them): tickets of another process are not accepted.
+OpenSSL draws the ticket keys at random when a context is made (pyOpenSSL
+gives no way to set them): tickets of another process are not accepted.
+L{ServerTLS.rotate} gives a bind a new context, so new keys (and an empty
+session cache), made from the files as they were read at start:
+C{tune.ssl.ticket-key-lifetime} says how often (see L{certlb.service}).
 
 With a C{crl-file}, OpenSSL checks the revocation of every certificate of the
 client's chain against a CRL of its issuer, and reports what goes wrong at
@@ -31,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -123,7 +126,21 @@ def build_context(
     session_id: bytes,
     crl_file: str | None = None,
 ) -> SSL.Context:
-    """An OpenSSL server context for one bind.
+    """An OpenSSL server context for one bind (see L{context_maker})."""
+    return context_maker(crt, ca_file, verify, session_id, crl_file)()
+
+
+def context_maker(
+    crt: str,
+    ca_file: str | None,
+    verify: str,
+    session_id: bytes,
+    crl_file: str | None = None,
+) -> Callable[[], SSL.Context]:
+    """Read a bind's files once; give what makes its OpenSSL server contexts.
+
+    Each context made is new: its own session cache and its own ticket keys,
+    which OpenSSL draws at random.
 
     @param crt: a PEM holding the certificate, its key and its chain.
     @param ca_file: a PEM of the CAs that client certificates must come from,
@@ -137,42 +154,52 @@ def build_context(
     @raise certlb.tls.pem.PemError: a file cannot be used.
     """
     pair = load_key_pair(crt)
-    context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    context.set_min_proto_version(SSL.TLS1_2_VERSION)
-    context.set_options(
-        SSL.OP_NO_COMPRESSION
-        | SSL.OP_CIPHER_SERVER_PREFERENCE
-        | SSL.OP_NO_RENEGOTIATION
-        | SSL.OP_SINGLE_ECDH_USE
-    )
-    # An idle connection gives its read and write buffers back (about 34 kB
-    # each), as nginx has OpenSSL do.
-    context.set_mode(SSL.MODE_RELEASE_BUFFERS)
-    context.set_cipher_list(CIPHERS)
-    context.use_certificate(pair.certificate)
-    context.use_privatekey(pair.key)  # type: ignore[arg-type]
-    for certificate in pair.chain:
-        context.add_extra_chain_cert(certificate)
-    context.check_privatekey()
-    context.set_alpn_select_callback(_select_alpn)
-    context.set_session_id(session_id)
-    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
-    context.set_timeout(SESSION_TIMEOUT)
+    authorities: list[x509.Certificate] = []
+    crls: list[x509.CertificateRevocationList] = []
     if verify != "none":
         assert ca_file is not None, "verify needs a ca-file (the checker says so)"
-        authorities = trust(context, ca_file)
-        context.set_client_ca_list(
-            [crypto.X509.from_cryptography(ca).get_subject() for ca in authorities]
-        )
-        if resumption_supported():
-            context.set_info_callback(_track_session)
-        else:  # pragma: no cover - resumed sessions could not be told apart
-            context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
-            context.set_options(SSL.OP_NO_TICKET)
+        authorities = load_ca_certificates(ca_file)
         if crl_file is not None:
-            check_crls(context, crl_file)
-    context.set_verify(VERIFY_FLAGS[verify], _verify_callback)
-    return context
+            crls = load_crls(crl_file)
+
+    def make() -> SSL.Context:
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.set_options(
+            SSL.OP_NO_COMPRESSION
+            | SSL.OP_CIPHER_SERVER_PREFERENCE
+            | SSL.OP_NO_RENEGOTIATION
+            | SSL.OP_SINGLE_ECDH_USE
+        )
+        # An idle connection gives its read and write buffers back (about
+        # 34 kB each), as nginx has OpenSSL do.
+        context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+        context.set_cipher_list(CIPHERS)
+        context.use_certificate(pair.certificate)
+        context.use_privatekey(pair.key)  # type: ignore[arg-type]
+        for certificate in pair.chain:
+            context.add_extra_chain_cert(certificate)
+        context.check_privatekey()
+        context.set_alpn_select_callback(_select_alpn)
+        context.set_session_id(session_id)
+        context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+        context.set_timeout(SESSION_TIMEOUT)
+        if verify != "none":
+            _add_authorities(context, authorities)
+            context.set_client_ca_list(
+                [crypto.X509.from_cryptography(ca).get_subject() for ca in authorities]
+            )
+            if resumption_supported():
+                context.set_info_callback(_track_session)
+            else:  # pragma: no cover - resumed sessions could not be told apart
+                context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+                context.set_options(SSL.OP_NO_TICKET)
+            if crl_file is not None:
+                _add_crls(context, crls)
+        context.set_verify(VERIFY_FLAGS[verify], _verify_callback)
+        return context
+
+    return make
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -189,6 +216,7 @@ class ServerTLS:
     sessions: SessionOutcomes = attrs.Factory(
         lambda: SessionOutcomes(SESSION_TIMEOUT + OUTCOME_MARGIN)
     )
+    renew: Callable[[], SSL.Context] | None = None
 
     @classmethod
     def for_bind(
@@ -202,8 +230,15 @@ class ServerTLS:
     ) -> ServerTLS:
         """Build the TLS side of one bind; C{name} makes its session ID context."""
         session_id = hashlib.sha256(name.encode()).digest()[:32]
-        context = build_context(crt, ca_file, verify, session_id, crl_file)
-        return cls(context, policy or VerifyPolicy())
+        make = context_maker(crt, ca_file, verify, session_id, crl_file)
+        return cls(make(), policy or VerifyPolicy(), renew=make)
+
+    def rotate(self) -> None:
+        """New session-ticket keys: the connections from now on get a new
+        context (and so an empty session cache too).  A client that offers
+        an older session gets a full handshake, verified again."""
+        if self.renew is not None:
+            self.context = self.renew()
 
     def serverConnectionForTLS(
         self, tlsProtocol: object, sock: socket.socket | None = None
@@ -222,11 +257,15 @@ def trust(context: SSL.Context, ca_file: str) -> list[x509.Certificate]:
     @raise PemError: the file holds no certificate, or cannot be read.
     """
     authorities = load_ca_certificates(ca_file)
+    _add_authorities(context, authorities)
+    return authorities
+
+
+def _add_authorities(context: SSL.Context, authorities: list[x509.Certificate]) -> None:
     store = context.get_cert_store()
     assert store is not None
     for authority in authorities:
         store.add_cert(crypto.X509.from_cryptography(authority))
-    return authorities
 
 
 def check_crls(context: SSL.Context, crl_file: str) -> None:
@@ -235,9 +274,13 @@ def check_crls(context: SSL.Context, crl_file: str) -> None:
 
     @raise PemError: the file holds no CRL, or cannot be read.
     """
+    _add_crls(context, load_crls(crl_file))
+
+
+def _add_crls(context: SSL.Context, crls: list[x509.CertificateRevocationList]) -> None:
     store = context.get_cert_store()
     assert store is not None
-    for crl in load_crls(crl_file):
+    for crl in crls:
         store.add_crl(crl)
     store.set_flags(
         crypto.X509StoreFlags.CRL_CHECK | crypto.X509StoreFlags.CRL_CHECK_ALL
