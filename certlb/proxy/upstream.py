@@ -21,7 +21,7 @@ from typing import Protocol as TypingProtocol
 
 import httptools
 from OpenSSL import SSL
-from twisted.internet import error
+from twisted.internet import error, tcp
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import (
     HostnameEndpoint,
@@ -54,6 +54,7 @@ from certlb.proxy.http import (
     connection_tokens,
 )
 from certlb.rules.interfaces import IRequestContext
+from certlb.sockets import send_at_once
 from certlb.tls.client import UpstreamTLS, handshake_failure, tls_error
 
 log = Logger()
@@ -294,7 +295,10 @@ class UpstreamConnection(Protocol):
         self._timeout = timeout
         transport = self.transport
         assert transport is not None
-        transport.write(head)
+        if request_framing == NO_BODY and isinstance(transport, tcp.Connection):
+            head = send_at_once(transport, head)  # the whole request, at once
+        if head:
+            transport.write(head)
         if request_framing == NO_BODY:
             self._start_timer()
         else:

@@ -35,6 +35,8 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.posixbase import PosixReactorBase
 from zope.interface import implementer
 
+from certlb.sockets import send_at_once
+
 # One TLS record holds at most 16 kB of plaintext; OpenSSL gives at most one
 # record per read.
 RECORD = 16384
@@ -132,21 +134,10 @@ class TLSServer(tcp.Server):
     # -- writing -----------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if (
-            data
-            and not (self.dataBuffer or self._tempDataBuffer)
-            and self.connected
-            and not (self.disconnecting or self._writeDisconnected)
-            and not self._write_wants_read
-        ):
-            sent = self.writeSomeData(data)
-            if sent == len(data):
-                return
-            if isinstance(sent, int):
-                data = data[sent:]
-            # else an error: queued, the write the reactor makes meets it
-            # again and ends the connection.
-        super().write(data)
+        if not self._write_wants_read:
+            data = send_at_once(self, data)
+        if data:
+            super().write(data)
 
     def writeSequence(self, iovec: Any) -> None:
         self.write(b"".join(iovec))
