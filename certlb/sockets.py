@@ -27,6 +27,7 @@ def send_at_once(transport: abstract.FileDescriptor, data: bytes) -> bytes:
         or not transport.connected
         or transport.disconnecting
         or transport._writeDisconnected
+        or getattr(transport, "_aborting", False)
     ):
         return data
     sent = transport.writeSomeData(data)

@@ -423,7 +423,10 @@ class Exchange:
         if not fresh and self.server.tls is None:
             idle = self.engine.pool.take_idle(self.server.host, self.server.port)
             if idle is not None:
-                self._connected(idle)
+                try:
+                    self._connected(idle)
+                except Exception:
+                    self._bug(Failure())
                 return
         d = self.engine.pool.acquire(
             self.server.host,

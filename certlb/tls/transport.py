@@ -30,7 +30,7 @@ import socket
 from typing import Any
 
 from OpenSSL import SSL
-from twisted.internet import main, tcp
+from twisted.internet import abstract, main, tcp
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.posixbase import PosixReactorBase
 from zope.interface import implementer
@@ -54,11 +54,10 @@ class TLSServer(tcp.Server):
     @ivar tls: the OpenSSL connection, made by the port's connection creator.
     """
 
-    # What blocks OpenSSL: a write waiting for the peer's data (a handshake
-    # not yet over), a read waiting for room to send (its handshake answer).
     _write_wants_read = False
     _read_wants_write = False
-    _paused = False
+    _paused = False  # by the protocol (pauseProducing)
+    _stash = b""  # read while paused, for resumeProducing
 
     def __init__(
         self,
@@ -71,6 +70,7 @@ class TLSServer(tcp.Server):
     ) -> None:
         self.tls: SSL.Connection = server.creator.serverConnectionForTLS(self, sock)
         self.tls.set_accept_state()
+        self._clock: Any = reactor
         super().__init__(sock, protocol, client, server, sessionno, reactor)
 
     def getHandle(self) -> SSL.Connection:  # type: ignore[override]
@@ -81,23 +81,28 @@ class TLSServer(tcp.Server):
         return self.tls.get_peer_certificate()
 
     # -- reading -----------------------------------------------------------
+    #
+    # OpenSSL may need to write in order to read (its handshake answer, a
+    # session ticket) and to read in order to write (a handshake not yet
+    # over), and wants the operation that could not finish retried first.
+    # _read_wants_write: the last read waits for room in the socket (the
+    # writer is registered, doWrite retries the read).  _write_wants_read:
+    # the last write waits for the peer (the reader is registered, even if
+    # the protocol paused, and what comes meanwhile waits in _stash).
 
     def doRead(self) -> Any:
-        if self._read_wants_write:
-            return None
         tls = self.tls
         try:
             data = tls.recv(RECORD)
             while tls.pending():
                 data += tls.recv(RECORD)
         except SSL.WantReadError:
-            return self._unblock_writes()
+            self._unblock_writes()
+            return None
         except SSL.WantWriteError:
-            # The handshake's answer does not fit the socket's buffer: read
-            # again once it can be written (see doWrite).
             self._read_wants_write = True
-            super().stopReading()
-            super().startWriting()
+            abstract.FileDescriptor.stopReading(self)
+            abstract.FileDescriptor.startWriting(self)
             return None
         except SSL.ZeroReturnError:
             return main.CONNECTION_DONE
@@ -113,28 +118,54 @@ class TLSServer(tcp.Server):
             self._discard_unread()
             return e
         self._unblock_writes()
-        self.protocol.dataReceived(data)
+        if self.disconnecting:
+            return None  # read only to let a write through: nobody wants it
+        if self._paused or self._stash:
+            self._stash += data
+        else:
+            self.protocol.dataReceived(data)
         return None
 
     def _unblock_writes(self) -> None:
         if self._write_wants_read:
             self._write_wants_read = False
+            if self._paused or self.disconnecting:
+                abstract.FileDescriptor.stopReading(self)
             if self.dataBuffer or self._tempDataBuffer or self.disconnecting:
                 self.startWriting()
 
-    def stopReading(self) -> None:
+    def pauseProducing(self) -> None:
         self._paused = True
-        super().stopReading()
+        if not self._write_wants_read:
+            abstract.FileDescriptor.stopReading(self)
 
-    def startReading(self) -> None:
+    def resumeProducing(self) -> None:
         self._paused = False
-        if not self._read_wants_write:
-            super().startReading()
+        if not self.connected or self.disconnecting:
+            return
+        if not self._read_wants_write:  # (else doWrite reads)
+            abstract.FileDescriptor.startReading(self)
+        if self._stash:
+            self._clock.callLater(0, self._deliver_stash)
+
+    def _deliver_stash(self) -> None:
+        if self._paused or not self.connected or self.disconnecting:
+            return
+        data, self._stash = self._stash, b""
+        if data:
+            self.protocol.dataReceived(data)
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        if self._write_wants_read and self.disconnecting:
+            # What is queued waits for the handshake, which waits for the
+            # peer: read on (dropping what comes) so that it can go.
+            abstract.FileDescriptor.startReading(self)
 
     # -- writing -----------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self._write_wants_read:
+        if not (self._write_wants_read or self._read_wants_write):
             data = send_at_once(self, data)
         if data:
             super().write(data)
@@ -149,11 +180,11 @@ class TLSServer(tcp.Server):
     def doWrite(self) -> Any:
         if self._read_wants_write:
             self._read_wants_write = False
-            if not self._paused:
-                super().startReading()
+            if self._write_wants_read or not (self._paused or self.disconnecting):
+                abstract.FileDescriptor.startReading(self)
             why = self.doRead()
-            if why is not None:
-                return why
+            if why is not None or self._read_wants_write:
+                return why  # (still waiting: the writer stays registered)
         return super().doWrite()
 
     def writeSomeData(self, data: Any) -> Any:
@@ -167,15 +198,23 @@ class TLSServer(tcp.Server):
             # Still in the handshake: write once the peer's data has come.
             self._write_wants_read = True
             self.stopWriting()
+            abstract.FileDescriptor.startReading(self)
             return 0
-        except SSL.Error:
-            return main.CONNECTION_LOST
+        except SSL.Error as e:
+            self._discard_unread()
+            return e
 
     def _postLoseConnection(self) -> Any:
         # Say goodbye in TLS (close_notify), without waiting for the peer's,
-        # as HAProxy and nginx do.
-        with contextlib.suppress(SSL.Error):
+        # as HAProxy and nginx do; if the socket cannot take it whole, the
+        # rest goes when it can (this is called again then).
+        try:
             self.tls.shutdown()
+        except SSL.WantWriteError:
+            abstract.FileDescriptor.startWriting(self)
+            return None
+        except SSL.Error:
+            pass
         self._discard_unread()
         return main.CONNECTION_DONE
 
