@@ -298,7 +298,7 @@ class OutcomeLostTests(SynchronousTestCase):
         kept = connections(tls, peer, 1)
         self.assertTrue(kept[0].accepted)
 
-        def broken(self: VerifyRecord, connection: object) -> None:
+        def broken(self: VerifyRecord, connection: object, where: int) -> None:
             raise RuntimeError("broken tracking")
 
         self.patch(VerifyRecord, "track_session", broken)

@@ -92,7 +92,7 @@ def _verify_callback(
 def _track_session(connection: SSL.Connection, where: int, value: int) -> None:
     """OpenSSL's info callback: let the connection's record follow its session."""
     try:
-        connection.verify_record.track_session(connection)
+        connection.verify_record.track_session(connection, where)
     except Exception:
         # A record that cannot follow its session restores nothing: a resumed
         # client is then reported as not verified.

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import attrs
 from cryptography import x509
 from OpenSSL import crypto
+from OpenSSL.SSL import SSL_CB_HANDSHAKE_DONE
 from twisted.logger import Logger
 
 from certlb.tls.certinfo import CertificateFacts, session_master_key, session_reused
@@ -238,6 +239,8 @@ class VerifyRecord:
     refused: crypto.X509 | None = None
     _session: int | None = None
     _state: ClientCertState | None = None
+    _handshake_done: bool = False
+    _own: SessionOutcome | None = None  # this handshake's outcome
 
     def verify(self, code: int, depth: int, ok: bool = True) -> bool:
         """Record one verify callback; return whether the handshake goes on.
@@ -253,14 +256,18 @@ class VerifyRecord:
         self.errors.append(VerifyError(code, depth))
         return self.policy.ignores(code, depth)
 
-    def track_session(self, connection: Connection) -> None:
-        """Follow the connection's session as its handshake goes on: give a
+    def track_session(self, connection: Connection, where: int) -> None:
+        """Follow the connection's session once its handshake is done: give a
         resumed one its outcome back, and keep the outcome of every session
-        this connection makes resumable (with TLS 1.3, one per ticket).
+        this connection makes resumable (with TLS 1.3, one per ticket, sent
+        after the handshake).
 
-        Called by OpenSSL's info callback, at every step of the handshake.
+        Called by OpenSSL's info callback, at every step of the handshake
+        (C{where} says which): the steps before its end are passed over.
         """
-        if self.sessions is None:
+        if where & SSL_CB_HANDSHAKE_DONE:
+            self._handshake_done = True
+        if self.sessions is None or not self._handshake_done:
             return
         master_key = session_master_key(connection)
         # Python's hash tells a new key from the last one cheaply, at every
@@ -272,9 +279,12 @@ class VerifyRecord:
         if first and session_reused(connection):
             self.restored = self.sessions.recall(key)
             return
-        outcome = (
-            self.restored if session_reused(connection) else self._outcome(connection)
-        )
+        if session_reused(connection):
+            outcome = self.restored
+        else:  # (the same for each ticket of the connection: made once)
+            if self._own is None:
+                self._own = self._outcome(connection)
+            outcome = self._own
         if outcome is not None and connection.get_peer_certificate() is not None:
             self.sessions.remember(key, outcome)
 
