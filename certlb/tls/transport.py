@@ -56,6 +56,7 @@ class TLSServer(tcp.Server):
 
     _write_wants_read = False
     _read_wants_write = False
+    _established = False  # the handshake is over
     _paused = False  # by the protocol (pauseProducing)
     _stash = b""  # read while paused, for resumeProducing
 
@@ -82,22 +83,29 @@ class TLSServer(tcp.Server):
 
     # -- reading -----------------------------------------------------------
     #
-    # OpenSSL may need to write in order to read (its handshake answer, a
-    # session ticket) and to read in order to write (a handshake not yet
-    # over), and wants the operation that could not finish retried first.
-    # _read_wants_write: the last read waits for room in the socket (the
-    # writer is registered, doWrite retries the read).  _write_wants_read:
-    # the last write waits for the peer (the reader is registered, even if
-    # the protocol paused, and what comes meanwhile waits in _stash).
+    # The handshake is driven by reads alone, as in Twisted's TLS: what the
+    # protocol writes before it is over waits (OpenSSL fails a small write
+    # retried while a large handshake message is half sent).  A read may
+    # need to write (the handshake's answer, session tickets) and must then
+    # be retried before anything else.  _read_wants_write: the last read
+    # waits for room in the socket (the writer is registered, doWrite
+    # retries the read).  _write_wants_read: writes wait for the handshake
+    # (the reader is registered, even if the protocol paused, and what comes
+    # meanwhile waits in _stash).
 
     def doRead(self) -> Any:
         tls = self.tls
         try:
+            if not self._established:
+                tls.do_handshake()
+                self._established = True
+                self._unblock_writes()
             data = tls.recv(RECORD)
             while tls.pending():
                 data += tls.recv(RECORD)
         except SSL.WantReadError:
-            self._unblock_writes()
+            if self._established:
+                self._unblock_writes()
             return None
         except SSL.WantWriteError:
             self._read_wants_write = True
@@ -190,19 +198,23 @@ class TLSServer(tcp.Server):
     def writeSomeData(self, data: Any) -> Any:
         if not data:
             return 0  # (OpenSSL takes a write of nothing for an error)
+        if not self._established:
+            return self._wait_for_handshake()
         try:
             return self.tls.send(data[: self.SEND_LIMIT])
         except SSL.WantWriteError:
             return 0
-        except SSL.WantReadError:
-            # Still in the handshake: write once the peer's data has come.
-            self._write_wants_read = True
-            self.stopWriting()
-            abstract.FileDescriptor.startReading(self)
-            return 0
+        except SSL.WantReadError:  # (renegotiation is off: not expected)
+            return self._wait_for_handshake()
         except SSL.Error as e:
             self._discard_unread()
             return e
+
+    def _wait_for_handshake(self) -> int:
+        self._write_wants_read = True
+        self.stopWriting()
+        abstract.FileDescriptor.startReading(self)
+        return 0
 
     def _postLoseConnection(self) -> Any:
         # Say goodbye in TLS (close_notify), without waiting for the peer's,
