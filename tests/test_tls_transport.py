@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL, crypto
@@ -44,9 +45,14 @@ class _Creator:
         return SSL.Connection(self.context, sock)
 
 
-def _slow_client(port: int, message: bytes) -> bytes:
+def _slow_client(
+    port: int, message: bytes, hello_sent: Callable[[], object] = lambda: None
+) -> bytes:
     """Handshake reading 1 kB at a time through a 2 kB receive buffer, send
-    C{message}, and return all that comes back until the server closes."""
+    C{message}, and return all that comes back until the server closes.
+
+    @param hello_sent: called once the ClientHello is sent.
+    """
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     raw.settimeout(10)
@@ -69,6 +75,7 @@ def _slow_client(port: int, message: bytes) -> bytes:
                 raw.sendall(outgoing.read())
 
     pump()
+    hello_sent()
     time.sleep(0.3)  # the server's flight fills both sides' buffers
     while True:
         data = raw.recv(1024)
@@ -114,17 +121,17 @@ class _EarlyWriter(Protocol):
 
 class TightSocketTests(TestCase):
     def listen(self, protocol: type[Protocol]) -> int:
-        port = TLSPort.listen(
+        self.port = TLSPort.listen(
             reactor,
             0,
             Factory.forProtocol(protocol),
             _Creator(_context(60)),
             "127.0.0.1",
         )
-        self.addCleanup(port.stopListening)
+        self.addCleanup(self.port.stopListening)
         # Accepted sockets inherit the small send buffer.
-        port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        return int(port.getHost().port)
+        self.port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        return int(self.port.getHost().port)
 
     async def test_handshake_larger_than_the_buffers(self) -> None:
         """A handshake whose first flight needs many writes, each waiting for
@@ -139,4 +146,18 @@ class TightSocketTests(TestCase):
         reaches the client once the handshake is done."""
         port = self.listen(_EarlyWriter)
         received = await deferToThread(_slow_client, port, b"")
+        self.assertEqual(received, b"early words")
+
+    async def test_write_on_accept_with_the_hello_there(self) -> None:
+        """A protocol that writes on connecting, when the ClientHello is
+        already there to answer (a large answer that fills the socket), gets
+        its bytes to the client after the handshake (OpenSSL fails a write
+        retried while a handshake message is half sent: writes wait)."""
+        port = self.listen(_EarlyWriter)
+        self.port.stopReading()  # accepted only once the hello has come
+
+        def accept() -> None:
+            reactor.callFromThread(self.port.startReading)
+
+        received = await deferToThread(_slow_client, port, b"", accept)
         self.assertEqual(received, b"early words")
