@@ -28,7 +28,8 @@ class KeywordTests(SynchronousTestCase):
 
     def test_durations(self) -> None:
         """A duration in the global section, or 0 for never."""
-        for text, lifetime in {"30m": 1_800_000, "1d": 86_400_000, "0": 0}.items():
+        durations = {"30m": 1_800_000, "1d": 86_400_000, "0": 0, "0s": 0, "00ms": 0}
+        for text, lifetime in durations.items():
             config, problems = parse(f"global\n  tune.ssl.ticket-key-lifetime {text}\n")
             self.assertEqual(
                 (config.global_.ticket_key_lifetime, problems), (lifetime, [])

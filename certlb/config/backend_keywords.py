@@ -470,7 +470,8 @@ def ticket_key_lifetime(ctx: Context) -> None:
     gets new session-ticket keys; 0: never."""
     value = ctx.arg(1, "a duration, as in 1h, or 0 for never")
     ctx.no_more(2)
-    lifetime = 0 if value.text == "0" else _duration(value)
+    zero = re.fullmatch(r"0+(us|ms|s|m|h|d)?", value.text)
+    lifetime = 0 if zero else _duration(value)
     if 0 < lifetime < 1000:
         raise SyntaxProblem(
             value.location,

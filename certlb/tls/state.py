@@ -270,8 +270,8 @@ class VerifyRecord:
         if self.sessions is None or not self._handshake_done:
             return
         master_key = session_master_key(connection)
-        # Python's hash tells a new key from the last one cheaply, at every
-        # step; the outcomes are kept by the key's SHA-256.
+        # Python's hash tells a new key from the last one cheaply; the
+        # outcomes are kept by the key's SHA-256.
         if master_key is None or hash(master_key) == self._session:
             return
         first, self._session = self._session is None, hash(master_key)
@@ -281,7 +281,8 @@ class VerifyRecord:
             return
         if session_reused(connection):
             outcome = self.restored
-        else:  # (the same for each ticket of the connection: made once)
+        else:  # the same for each ticket of the connection (renegotiation,
+            # which could change the certificate, is off): made once
             if self._own is None:
                 self._own = self._outcome(connection)
             outcome = self._own

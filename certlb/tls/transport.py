@@ -1,4 +1,4 @@
-"""TLS straight on the socket: the client side's transport on POSIX reactors.
+"""TLS straight on the socket: the transport of the connections certlb accepts.
 
 Twisted's own TLS (C{twisted.protocols.tls.TLSMemoryBIOProtocol}) runs
 OpenSSL over memory buffers and relays every byte through a second
@@ -19,8 +19,9 @@ OpenSSL connection (which carries the certificate state).
 Writes go out at once when nothing is queued before them, instead of on the
 next reactor turn.
 
-Only Twisted's POSIX reactors (epoll, poll, select) can run it; L{supported}
-tells, and certlb falls back to Twisted's TLS elsewhere.
+Only Twisted's reactors that watch file descriptors (epoll, kqueue, poll,
+select) can run it; L{supported} tells, and certlb falls back to Twisted's
+TLS elsewhere.
 """
 
 from __future__ import annotations
