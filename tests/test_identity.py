@@ -374,6 +374,18 @@ class XfccForwardTests(ProxyTestCase):
             f'X-Forwarded-Client-Cert: Subject="CN=admin",Subject="{subject}"', sent
         )
 
+    def test_other_spellings_removed(self) -> None:
+        """From a client without a valid certificate, the header is removed
+        whatever its case, and with '_' for '-' (as CGI servers read it)."""
+        client = self.connect_client()
+        client.get(
+            headers=b'x_forwarded_client_cert: Subject="CN=admin"\r\n'
+            b'X-FORWARDED-CLIENT-CERT: Subject="CN=root"\r\n'
+        )
+        sent = self.accept().received().decode("latin-1")
+        self.assertNotIn("CN=admin", sent)
+        self.assertNotIn("CN=root", sent)
+
 
 class RoutedByCertificateTests(SynchronousTestCase):
     def test_backend_chosen_by_certificate(self) -> None:

@@ -583,6 +583,11 @@ class IdentityHeaders:
         validator=valid.subset(XFCC_FIELDS),
     )
 
+    @property
+    def adds_headers(self) -> bool:
+        """Whether requests get headers telling the client's certificate."""
+        return self.client_cert or self.xfcc in ("sanitize-set", "append")
+
 
 LOG_FACILITIES = (
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",

@@ -9,7 +9,7 @@ channel, or the twisted.web resource that embeds certlb in a C{Site}.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -36,7 +36,7 @@ from certlb.proxy.servers import ServerState
 from certlb.proxy.stick import Stickiness
 from certlb.proxy.upstream import ConnectionPool, UpstreamConnection, UpstreamError
 from certlb.rules.actions import LocalResponse, encode_text
-from certlb.rules.context import ConnectionInfo, RequestContext
+from certlb.rules.context import ConnectionInfo, RequestContext, header_present
 from certlb.rules.pending import ActionFailed
 from certlb.rules.record import RequestRecord
 
@@ -185,10 +185,11 @@ class Exchange:
         # No client may forge an identity; only a proxy before certlb that
         # proved itself with a valid certificate may pass
         # X-Forwarded-Client-Cert on, as in Envoy.
-        forged = self.frontend.forged
-        context.remove_headers(
-            *forged if vouched(self.connection.tls) else (*forged, XFCC)
-        )
+        # (The certificate's state is made only when needed.)
+        forged: Iterable[str] = self.frontend.forged
+        if header_present(context.headers, XFCC) and not vouched(self.connection.tls):
+            forged = (*forged, XFCC)
+        context.remove_headers(*forged)
         self._then(self.frontend.rules.apply(context), self._frontend_ruled)
 
     def _then(self, outcome: Any, then: Callable[[LocalResponse | None], None]) -> None:
@@ -407,7 +408,7 @@ class Exchange:
             present = any(n.lower() == name for n, _ in headers)
             if forwardfor.applies_to(client) and not (forwardfor.if_none and present):
                 headers.append((forwardfor.header, client.encode("latin-1")))
-        tls = self.connection.tls
+        tls = self.connection.tls if self.frontend.identity.adds_headers else None
         if tls is not None and tls.certificate is not None and vouched(tls):
             identity = identity_headers(
                 self.frontend.identity, tls.peer, tls.chain, self.context.headers

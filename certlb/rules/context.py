@@ -44,6 +44,13 @@ def _normal(name: str) -> str:
     return name.lower().replace("_", "-")
 
 
+def header_present(headers: list[tuple[str, str]], name: str) -> bool:
+    """Whether C{headers} hold one called C{name}, as L{RequestContext}'s
+    C{remove_headers} would find it (any case, '_' for '-')."""
+    wanted = _normal(name)
+    return any(_normal(n) == wanted for n, _ in headers)
+
+
 @implementer(IRequestContext)
 class RequestContext:
     """One request: method, target, version and headers, as rules see them."""
