@@ -122,7 +122,12 @@ class ListenerService(Service):
             )
 
     def _open(
-        self, index: int, bind: Bind, frontend: str, factory: Any, tls: Any
+        self,
+        index: int,
+        bind: Bind,
+        frontend: str,
+        factory: Any,
+        tls: ServerTLS | None,
     ) -> Any:
         on_socket = tls is not None and transport.supported(self.reactor)
         if tls is not None and not on_socket:

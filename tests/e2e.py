@@ -146,6 +146,16 @@ class E2ETestCase(TestCase):
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
 
+    def occupied_port(self) -> int:
+        """A port on 127.0.0.1 that something else listens on, for the test."""
+        import socket
+
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        self.addCleanup(busy.close)
+        return int(busy.getsockname()[1])
+
     def start_certlb(self, text: str) -> dict[str, int]:
         """Run certlb in this process with configuration C{text}, written next
         to the test PKI; return the port of each frontend."""

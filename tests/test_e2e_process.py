@@ -53,11 +53,7 @@ class TwistdTests(E2ETestCase):
         """An address already in use stops start-up with a message naming the
         frontend, the address and the line, a non-zero exit, and no port of
         the configuration left open."""
-        busy = socket.socket()
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        self.addCleanup(busy.close)
-        taken = busy.getsockname()[1]
+        taken = self.occupied_port()
         free = self.free_port()
         text = SIMPLE.format(port=free, backend=1) + (
             f"    frontend fe2\n     mode http\n     bind 127.0.0.1:{taken}\n"
@@ -80,11 +76,7 @@ class TwistdTests(E2ETestCase):
     async def test_bind_in_use_in_the_background(self) -> None:
         """Without -n, a port in use makes the twistd command return 1 with
         the reason, leaving no PID file, and the log has the whole message."""
-        busy = socket.socket()
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        self.addCleanup(busy.close)
-        taken = busy.getsockname()[1]
+        taken = self.occupied_port()
         path = write_config(self, SIMPLE.format(port=taken, backend=1))
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)

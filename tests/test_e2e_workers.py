@@ -130,11 +130,7 @@ class WorkersTests(E2ETestCase):
         """With workers, a port in use stops start-up as for one process: the
         message names the frontend, the address and the line, and twistd
         exits 1 without starting a worker."""
-        busy = socket.socket()
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        self.addCleanup(busy.close)
-        taken = busy.getsockname()[1]
+        taken = self.occupied_port()
         path = write_config(self, SIMPLE.format(port=taken, backend=1))
         process = spawn_twistd(self, "--config", path, "--workers", "2")
         self.assertEqual(await process.ended, 1)

@@ -79,8 +79,10 @@ def _check_ipv6(host: str, what: str, text: str) -> None:
         raise ValueError(f"{what} {text!r}: {host!r} is not an IPv6 address") from None
 
 
-def parse_duration(text: str) -> int:
+def parse_duration(text: str, allow_zero: bool = False) -> int:
     """Parse an HAProxy duration (C{5s}, C{100ms}, C{2m}, C{300} = ms) into ms.
+
+    @param allow_zero: take C{0} (with any unit) as 0 rather than an error.
 
     @raise ValueError: naming the text and the units that exist.
     """
@@ -91,6 +93,8 @@ def parse_duration(text: str) -> int:
             "us, ms, s, m, h or d, as in 5s (no unit means milliseconds)"
         )
     value = int(match.group(1)) * _UNITS_MS[match.group(2)]
+    if value == 0 and allow_zero:
+        return 0
     if value <= 0:
         raise ValueError(f"{text!r}: a timeout must be longer than zero")
     return max(1, int(value))

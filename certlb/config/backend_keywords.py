@@ -53,9 +53,9 @@ SERVER_OPTIONS_LATER = frozenset(
 )
 
 
-def _duration(word: Word) -> int:
+def _duration(word: Word, allow_zero: bool = False) -> int:
     try:
-        return parse_duration(word.text)
+        return parse_duration(word.text, allow_zero)
     except ValueError as e:
         raise SyntaxProblem(word.location, str(e)) from None
 
@@ -470,8 +470,7 @@ def ticket_key_lifetime(ctx: Context) -> None:
     gets new session-ticket keys; 0: never."""
     value = ctx.arg(1, "a duration, as in 1h, or 0 for never")
     ctx.no_more(2)
-    zero = re.fullmatch(r"0+(us|ms|s|m|h|d)?", value.text)
-    lifetime = 0 if zero else _duration(value)
+    lifetime = _duration(value, allow_zero=True)
     if 0 < lifetime < 1000:
         raise SyntaxProblem(
             value.location,

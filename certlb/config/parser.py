@@ -18,7 +18,14 @@ from certlb.config import keywords
 from certlb.config.conditions import SyntaxProblem
 from certlb.config.errors import WARNING, Location, Problem, suggest
 from certlb.config.lexer import Line, Word, tokenize
-from certlb.config.model import Backend, Config, Frontend, Global, LogTarget
+from certlb.config.model import (
+    TICKET_KEY_LIFETIME,
+    Backend,
+    Config,
+    Frontend,
+    Global,
+    LogTarget,
+)
 from certlb.config.syntax import Context, Draft, Keyword
 
 SECTIONS = ("global", "defaults", "frontend", "backend", "listen")
@@ -68,7 +75,7 @@ class _Reader:
         self.global_maxconn: int | None = None
         self.global_hard_stop_after: int | None = None
         self.global_nbproc: int | None = None
-        self.global_ticket_key_lifetime: int | None = None
+        self.global_ticket_key_lifetime = TICKET_KEY_LIFETIME
         self.global_grace: int | None = None
         self.global_logs: list[LogTarget] = []
         self.plugin_dirs: list[str] = []
@@ -286,11 +293,7 @@ class _Reader:
                 hard_stop_after=self.global_hard_stop_after,
                 nbproc=self.global_nbproc,
                 grace=self.global_grace,
-                **(
-                    {}
-                    if self.global_ticket_key_lifetime is None
-                    else {"ticket_key_lifetime": self.global_ticket_key_lifetime}
-                ),
+                ticket_key_lifetime=self.global_ticket_key_lifetime,
                 logs=global_logs,
                 plugin_dirs=tuple(self.plugin_dirs),
             ),

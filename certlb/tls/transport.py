@@ -72,7 +72,6 @@ class TLSServer(tcp.Server):
     ) -> None:
         self.tls: SSL.Connection = server.creator.serverConnectionForTLS(self, sock)
         self.tls.set_accept_state()
-        self._clock: Any = reactor
         super().__init__(sock, protocol, client, server, sessionno, reactor)
 
     def getHandle(self) -> SSL.Connection:  # type: ignore[override]
@@ -155,7 +154,7 @@ class TLSServer(tcp.Server):
         if not self._read_wants_write:  # (else doWrite reads)
             abstract.FileDescriptor.startReading(self)
         if self._stash:
-            self._clock.callLater(0, self._deliver_stash)
+            self.reactor.callLater(0, self._deliver_stash)  # type: ignore[attr-defined]
 
     def _deliver_stash(self) -> None:
         if self._paused or not self.connected or self.disconnecting:
